@@ -1,0 +1,118 @@
+"""CRAL: category-wise residual attention learning for chest X-ray classification.
+
+A reusable PyTorch library behind the *CRAL Book*. It reproduces Guan & Huang,
+"Multi-label chest X-ray image classification via category-wise residual attention
+learning", Pattern Recognition Letters 130 (2020) 259-266, on ChestX-ray14.
+
+Sub-packages (imported on first use, so ``import cral_lib`` stays light):
+
+- :mod:`cral_lib.data`: the ChestX-ray14 reader, the synthetic dataset, the image cache
+  and batched augmentation.
+- :mod:`cral_lib.models`: backbones, ``att1``, ``att2`` and the category-wise residual head.
+- :mod:`cral_lib.train`: the paper's recipe, checkpoints, distributed training.
+- :mod:`cral_lib.metrics`: per-class AUC, bootstrap confidence intervals, ROC data.
+- :mod:`cral_lib.viz`: heatmaps, attention maps and the other figures of the book.
+- :mod:`cral_lib.cli`: the ``cral`` command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from typing import Any
+
+from ._version import __version__
+
+#: The 14 ChestX-ray14 findings in the order of the paper's Table 1.
+CLASSES: tuple[str, ...] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
+
+#: The label NIH uses for an image with none of the 14 findings.
+NO_FINDING = "No Finding"
+
+_SUBMODULES = ("data", "models", "train", "metrics", "viz", "localize", "cli")
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy sub-packages: ``cral_lib.models`` works without an explicit import and
+    # ``import cral_lib`` does not pull in torch.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def config() -> dict[str, str]:
+    """Return the versions and the compute device that :func:`print_config` shows.
+
+    Returns:
+        A dict of name -> value (all strings), in display order.
+    """
+    info: dict[str, str] = {
+        "cral_lib": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(terse=True),
+    }
+    try:
+        import numpy
+
+        info["numpy"] = numpy.__version__
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        info["numpy"] = "not installed"
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        try:
+            import torchvision
+
+            info["torchvision"] = torchvision.__version__
+        except Exception as exc:  # a broken torchvision must not hide the rest
+            info["torchvision"] = f"not usable ({type(exc).__name__})"
+        if torch.cuda.is_available():
+            n = torch.cuda.device_count()
+            names = ", ".join(torch.cuda.get_device_name(i) for i in range(n))
+            info["device"] = f"cuda ({n} x {names})"
+            info["bf16"] = str(torch.cuda.is_bf16_supported())
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            info["device"] = "mps"
+        else:
+            info["device"] = "cpu"
+        info["cpu threads"] = str(torch.get_num_threads())
+    except ImportError:
+        info["torch"] = "not installed"
+        info["device"] = "unknown"
+    info["cpu cores"] = str(os.cpu_count())
+    data_dir = os.environ.get("CRAL_DATA_DIR")
+    info["CRAL_DATA_DIR"] = data_dir if data_dir else "(not set: synthetic data)"
+    return info
+
+
+def print_config() -> None:
+    """Print the versions of Python, torch, torchvision and cral_lib, and the device found.
+
+    Every notebook calls this at the end of its imports, so that an executed notebook
+    records what it ran on.
+    """
+    info = config()
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}} : {value}")
+
+
+__all__ = ["CLASSES", "NO_FINDING", "__version__", "config", "print_config"]

@@ -1,0 +1,8 @@
+"""``python -m cral_lib`` runs the ``cral`` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
