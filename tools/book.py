@@ -324,12 +324,16 @@ def screenshots() -> dict:
 
     from playwright.sync_api import sync_playwright
 
-    chromium = os.environ.get("CRAL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    candidates = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    chromium = os.environ.get("CRAL_CHROMIUM") or next(filter(None, map(shutil.which, candidates)), None)
     if chromium is None:
         raise SystemExit("Chromium not found: run `bash tools/ensure_chromium.sh` (Debian: apt-get install chromium)")
     SHOTS.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args, **kwargs):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(HTML))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -348,13 +352,17 @@ def screenshots() -> dict:
                 resp = page.goto(base + rel, wait_until="load", timeout=60_000)
                 entry["status"] = resp.status if resp else None
                 entry["title"] = page.title()
+                # Figures: images the browser rendered inside cell outputs or figures.
                 entry["figures"] = page.evaluate(
-                    "() => Array.from(document.querySelectorAll('article img, main img'))"
+                    "() => Array.from(document.querySelectorAll('.cell_output img, figure img'))"
                     ".filter(i => i.complete && i.naturalWidth > 0).length"
                 )
+                # Images of the book itself that failed to load (external badges need the
+                # internet, so only same-origin images count as broken).
                 entry["broken_images"] = page.evaluate(
-                    "() => Array.from(document.querySelectorAll('article img, main img'))"
-                    ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+                    "() => Array.from(document.querySelectorAll('img'))"
+                    ".filter(i => i.src.startsWith(location.origin) && !(i.complete && i.naturalWidth > 0))"
+                    ".map(i => i.src)"
                 )
                 page.screenshot(path=str(shot), full_page=True)
                 report[rel] = entry

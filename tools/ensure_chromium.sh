@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure a headless Chromium exists for the book's browser check (Debian/Ubuntu).
 set -euo pipefail
-for c in "${CRAL_CHROMIUM:-}" chromium chromium-browser; do
+for c in "${CRAL_CHROMIUM:-}" chromium chromium-browser google-chrome google-chrome-stable; do
   if [ -n "$c" ] && command -v "$c" >/dev/null 2>&1; then
     echo "chromium: $(command -v "$c")"; exit 0
   fi
