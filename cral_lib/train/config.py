@@ -1,0 +1,237 @@
+"""The training recipe as one dataclass, from a notebook's parameters or the command line
+into the trainer and into every checkpoint.
+
+The defaults are the paper's recipe (Guan & Huang 2020, Section 4.2): SGD with momentum 0.9,
+weight decay 1e-4, batch 64, 30 epochs, learning rate 0.01 divided by 10 after epoch 20,
+random 224 px crops of the 256 px images, ImageNet-pretrained backbone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+BACKBONES = ("resnet50", "densenet121", "resnet18")
+ATTENTIONS = ("att1", "att2", "none")
+VARIANTS = ("cral", "no_category", "no_residual", "no_attention")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+#: Fields that may change when a run is resumed (where it runs, how it logs); every other
+#: field must equal the checkpoint's, or the resume is refused.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "data_dir",
+        "cache_dir",
+        "out_dir",
+        "device",
+        "compile",
+        "log_every",
+        "checkpoint_every_steps",
+        "eval_batch_size",
+        "prefetch",
+        "epochs",
+    }
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Args:
+        data_dir: a ChestX-ray14 release folder (real, or made by ``cral synth``).
+        out_dir: the run folder (checkpoints, ``metrics.jsonl``, ``config.yaml``).
+        cache_dir: where the image cache lives (default ``<data_dir>/cache/<cache_size>``).
+        backbone: ``resnet50`` or ``densenet121`` (the paper's), or ``resnet18`` (quick CPU runs).
+        attention: ``att1``, ``att2`` or ``none``.
+        variant: ``cral`` or an ablation of Table 2: ``no_category``, ``no_residual``, ``no_attention``.
+        weights: ``imagenet`` (the paper), ``none`` (random initialization) or a path to a file.
+        num_classes: number of findings (14 for ChestX-ray14).
+        epochs: number of epochs (paper: 30).
+        batch_size: images per optimizer step over all processes (paper: 64).
+        lr: initial learning rate (paper: 0.01).
+        momentum: SGD momentum (paper: 0.9).
+        weight_decay: L2 weight decay (paper: 1e-4).
+        lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma`` (paper: 20).
+        lr_gamma: the factor applied at each milestone (paper: 0.1).
+        image_size: side of the random crops fed to the network (paper: 224).
+        cache_size: side of the cached images the crops are taken from (paper: 256).
+        val_fraction: share of the train_val patients held out for validation.
+        seed: seed of the validation split, the shuffling, the augmentation and the initialization.
+        amp: mixed precision: ``auto`` (bf16 where supported, else fp16 with a gradient scaler,
+            on GPU; off on CPU), ``bf16``, ``fp16`` or ``off``.
+        channels_last: use the channels-last memory format (``None``: on GPU only).
+        compile: wrap the model in ``torch.compile``.
+        device: ``auto`` (CUDA, then MPS, then CPU), or a torch device string.
+        eval_batch_size: batch size of validation and test predictions.
+        checkpoint_every_steps: also checkpoint every N optimizer steps (0: only every epoch).
+        log_every: refresh the progress bar's loss and throughput every N steps.
+        prefetch: batches the loader prepares ahead of the GPU.
+        max_train_images: use at most this many training images (a quick look; ``None``: all).
+    """
+
+    data_dir: str = ""
+    out_dir: str = "runs/cral"
+    cache_dir: str | None = None
+    backbone: str = "resnet50"
+    attention: str = "att1"
+    variant: str = "cral"
+    weights: str | None = "imagenet"
+    num_classes: int = 14
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[int, ...] = (20,)
+    lr_gamma: float = 0.1
+    image_size: int = 224
+    cache_size: int = 256
+    val_fraction: float = 0.1
+    seed: int = 0
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    device: str = "auto"
+    eval_batch_size: int = 128
+    checkpoint_every_steps: int = 0
+    log_every: int = 10
+    prefetch: int = 2
+    max_train_images: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        if isinstance(self.weights, str) and self.weights.lower() in ("none", "null", ""):
+            self.weights = None
+        if self.attention == "none" or self.variant == "no_attention":
+            # the two spellings of the baseline mean the same model
+            self.attention, self.variant = "none", "no_attention"
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "TrainConfig":
+        """Check every value; raise :class:`ConfigError` naming the first bad one and the fix."""
+
+        def choice(name: str, value: Any, choices: tuple) -> None:
+            if value not in choices:
+                raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(str, choices))}")
+
+        def positive(name: str, value: Any, allow_zero: bool = False) -> None:
+            ok = value >= 0 if allow_zero else value > 0
+            if not ok:
+                raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+        choice("backbone", self.backbone, BACKBONES)
+        choice("attention", self.attention, ATTENTIONS)
+        choice("variant", self.variant, VARIANTS)
+        choice("amp", self.amp, AMP_MODES)
+        for name in ("num_classes", "epochs", "batch_size", "image_size", "cache_size", "eval_batch_size",
+                     "log_every", "prefetch"):
+            positive(name, getattr(self, name))
+        for name in ("lr", "momentum", "weight_decay", "checkpoint_every_steps", "seed"):
+            positive(name, getattr(self, name), allow_zero=True)
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr!r} must be > 0")
+        if not 0 < self.lr_gamma <= 1:
+            raise ConfigError(f"lr_gamma={self.lr_gamma!r} must be in (0, 1]")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction!r} must be between 0 and 1 (e.g. 0.1)")
+        if self.image_size > self.cache_size:
+            raise ConfigError(
+                f"image_size={self.image_size} is larger than cache_size={self.cache_size}: crops are taken "
+                f"from the cached images; use a cache_size of at least {self.image_size} "
+                f"(the paper: 224 from 256)"
+            )
+        if self.image_size < 32:
+            raise ConfigError(f"image_size={self.image_size} is too small for a 32x-downsampling backbone (>= 32)")
+        if self.max_train_images is not None and self.max_train_images < self.batch_size:
+            raise ConfigError(
+                f"max_train_images={self.max_train_images} is smaller than one batch ({self.batch_size})"
+            )
+        if not self.data_dir:
+            raise ConfigError("data_dir is empty: give a ChestX-ray14 release folder (or make one with `cral synth`)")
+        return self
+
+    # ------------------------------------------------------------------ (de)serialization
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON/YAML-safe) of every field."""
+        out = dataclasses.asdict(self)
+        out["lr_milestones"] = list(self.lr_milestones)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build a config from a dict, refusing unknown keys (a typo must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config as YAML (atomically)."""
+        import yaml
+
+        from .checkpoint import atomic_write_text
+
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        """Read a config written by :meth:`save` (YAML) or a JSON file."""
+        import yaml
+
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} does not hold a mapping of config keys")
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, other: "TrainConfig", ignore: frozenset[str] = RESUMABLE_FIELDS) -> dict[str, tuple]:
+        """Fields (other than ``ignore``) whose values differ: name -> (self's, other's)."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b.get(k)) for k in a if k not in ignore and a[k] != b.get(k)}
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """The arguments of :func:`cral_lib.models.build_model` this config asks for."""
+        return {
+            "backbone": self.backbone,
+            "attention": self.attention,
+            "variant": self.variant,
+            "num_classes": self.num_classes,
+        }
+
+
+def paper_recipe(**overrides: Any) -> TrainConfig:
+    """The paper's recipe (Section 4.2) with some values overridden."""
+    return TrainConfig(**overrides)
+
+
+def fast_recipe(**overrides: Any) -> TrainConfig:
+    """A small configuration that trains in a few minutes on a 2-core CPU (the book's fast mode).
+
+    ResNet-18 from random weights, 128 px crops of 146 px images, batch 32, 3 epochs,
+    learning-rate drop after epoch 2. Only for checking that everything runs and learns.
+    """
+    base = dict(
+        backbone="resnet18", weights=None, epochs=3, batch_size=32, lr=0.01, lr_milestones=(2,),
+        image_size=128, cache_size=146, eval_batch_size=64,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+__all__ = ["TrainConfig", "paper_recipe", "fast_recipe", "BACKBONES", "ATTENTIONS", "VARIANTS", "RESUMABLE_FIELDS"]

@@ -1,0 +1,229 @@
+"""Evaluation of a trained run: predictions, per-class AUC with confidence intervals, ROC data,
+and the paper's Table 1 beside the run's own row.
+
+:func:`evaluate_run` is what ``cral evaluate`` and the evaluation chapter call. It writes into
+the run folder (``<split>`` is ``test`` unless asked otherwise):
+
+- ``predictions_<split>.csv``: one row per image: name, patient, the 14 labels and the 14 probabilities;
+- ``auc_<split>.csv`` and ``auc_<split>.json``: per-class AUC, 95% bootstrap interval, positives, negatives,
+  and the mean;
+- ``table1_<split>.csv``: the run's row laid out like the paper's Table 1, with the paper's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .distributed import cleanup, gather_rows, setup
+from .loop import amp_settings, load_split, open_cache, predict
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate_run` returns.
+
+    Attributes:
+        run_dir: the run folder.
+        split: the split evaluated.
+        predictions: DataFrame, one row per image (labels and probabilities).
+        auc: per-class AUC table with bootstrap confidence intervals and the mean.
+        roc: class -> DataFrame of (fpr, tpr, threshold).
+        table1: the run's row beside the paper's Table 1.
+        labels: (n, C) array of labels; probs: (n, C) array of probabilities.
+    """
+
+    run_dir: Path
+    split: str
+    predictions: Any
+    auc: Any
+    roc: dict
+    table1: Any
+    labels: np.ndarray
+    probs: np.ndarray
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """The config a run was trained with (``config.yaml`` in the run folder)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise CheckpointError(f"{run_dir} is not a run folder: {path} is missing (train first with `cral train`)")
+    return TrainConfig.load(path)
+
+
+def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
+    """``checkpoints/best.pt`` or ``checkpoints/last.pt`` of a run (or ``which`` as a file path)."""
+    if which in ("best", "last"):
+        path = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    else:
+        path = Path(which)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist (has the run finished an epoch?)")
+    return path
+
+
+def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any = "cpu"):
+    """Rebuild a run's model and load its weights: returns (model in eval mode, config, checkpoint dict).
+
+    Args:
+        run_dir: the run folder.
+        which: ``best`` (highest validation AUC), ``last``, or a path to a checkpoint file.
+        device: where to put the model.
+    """
+    import torch
+
+    from ..models import build_model
+
+    path = checkpoint_path(run_dir, which)
+    state = ckpt.load_checkpoint(path)
+    config = TrainConfig.from_dict(state["config"])
+    model = build_model(**config.model_kwargs, weights=None)
+    model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
+    model.to(torch.device(device) if isinstance(device, str) else device).eval()
+    return model, config, state
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    *,
+    which: str = "best",
+    data_dir: str | None = None,
+    cache_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    write: bool = True,
+) -> EvalResult:
+    """Predict a split with a run's checkpoint and measure per-class AUC with bootstrap intervals.
+
+    The test-time transform is the paper's: resize to 256 (or the run's cache size) and a
+    center crop of the training crop size.
+
+    Args:
+        run_dir: the run folder written by :func:`cral_lib.train.train`.
+        split: ``test`` (default), ``val``, ``train`` or ``train_val``.
+        which: checkpoint: ``best``, ``last`` or a file path.
+        data_dir: the release folder, if it moved since training (default: the run's).
+        cache_dir: the cache folder, if not the default one.
+        device: ``auto``, ``cpu``, ``cuda``, ...
+        batch_size: prediction batch size (default: the run's eval batch size).
+        n_boot: bootstrap resamples for the confidence intervals (0: none).
+        seed: seed of the bootstrap.
+        progress: show a progress bar.
+        write: write the CSV/JSON files into the run folder.
+    """
+    import pandas as pd
+
+    from .. import CLASSES
+    from ..data import BatchLoader, TestTransform
+    from ..metrics import auc_table, bootstrap_auc, results_table, roc_curves
+
+    if split not in ("test", "val", "train", "train_val"):
+        raise ConfigError(f"split={split!r} is not one of test, val, train, train_val")
+    run_dir = Path(run_dir)
+    info, dev = setup(device)
+    try:
+        model, config, state = load_run_model(run_dir, which, dev)
+        changes = {"device": device}
+        if data_dir:
+            changes["data_dir"] = str(data_dir)
+        if cache_dir:
+            changes["cache_dir"] = str(cache_dir)
+        config = config.replace(**changes)
+        cache = open_cache(config, progress=progress and info.is_main)
+        data = load_split(config, split, cache)
+        loader = BatchLoader(
+            cache, data.rows, data.labels, batch_size or config.eval_batch_size, shuffle=False, drop_last=False,
+            device=dev, rank=info.rank, world_size=info.world_size,
+        )
+        transform = TestTransform(size=config.image_size, resize=round(config.image_size * 256 / 224))
+        amp_dtype, _ = amp_settings(config.amp, dev)
+        pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
+                                desc=f"predict {split}")
+        probs = gather_rows(info, pos, probs, len(data.rows))
+        classes = list(CLASSES)[: config.num_classes]
+        labels = data.labels
+        frame = data.dataset.frame.set_index("Image Index").loc[data.names]
+        pred = pd.DataFrame({"Image Index": data.names, "Patient ID": frame["Patient ID"].to_numpy()})
+        for i, c in enumerate(classes):
+            pred[f"label_{c}"] = labels[:, i].astype(int)
+        for i, c in enumerate(classes):
+            pred[f"prob_{c}"] = probs[:, i]
+        table = auc_table(labels, probs, classes=classes)
+        if n_boot:
+            ci = bootstrap_auc(labels, probs, n_boot=n_boot, seed=seed, classes=classes)
+            for col in ci.columns:
+                if col not in table.columns:
+                    table[col] = ci[col]
+        roc = roc_curves(labels, probs, classes=classes)
+        name = f"{config.backbone}+{config.attention} {config.variant} (this run)"
+        table1 = results_table({name: table}, include_paper=True)
+        if write and info.is_main:
+            ckpt.atomic_write_text(run_dir / f"predictions_{split}.csv", pred.to_csv(index=False))
+            ckpt.atomic_write_text(run_dir / f"auc_{split}.csv", table.to_csv())
+            summary = {
+                "split": split,
+                "checkpoint": str(checkpoint_path(run_dir, which)),
+                "epoch": int(state.get("epoch", 0)),
+                "n_images": int(len(labels)),
+                "mean_auc": _finite(table.loc["Mean", "auc"]),
+                "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
+                "table": json.loads(table.to_json(orient="index")),
+            }
+            ckpt.atomic_write_text(run_dir / f"auc_{split}.json", json.dumps(summary, indent=2) + "\n")
+            ckpt.atomic_write_text(run_dir / f"table1_{split}.csv", table1.to_csv())
+        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs)
+    finally:
+        cleanup(info)
+
+
+def _finite(x: Any) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def load_predictions(run_dir: str | Path, split: str = "test"):
+    """Read ``predictions_<split>.csv`` back: returns (names, labels (n, C), probs (n, C))."""
+    import pandas as pd
+
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: run `cral evaluate --run {run_dir} --split {split}` first")
+    df = pd.read_csv(path)
+    label_cols = [c for c in df.columns if c.startswith("label_")]
+    prob_cols = [c for c in df.columns if c.startswith("prob_")]
+    return list(df["Image Index"]), df[label_cols].to_numpy(np.float32), df[prob_cols].to_numpy(np.float64)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_boot: int = 1000, seed: int = 0):
+    """Paired bootstrap comparison of two evaluated runs on the same images (b minus a)."""
+    from ..metrics import paired_bootstrap
+
+    names_a, y_a, p_a = load_predictions(run_a, split)
+    names_b, y_b, p_b = load_predictions(run_b, split)
+    if names_a != names_b:
+        common = sorted(set(names_a) & set(names_b))
+        if not common:
+            raise ConfigError(f"{run_a} and {run_b} share no {split} images: they cannot be compared")
+        ia = {n: i for i, n in enumerate(names_a)}
+        ib = {n: i for i, n in enumerate(names_b)}
+        sel_a = [ia[n] for n in common]
+        sel_b = [ib[n] for n in common]
+        y_a, p_a, p_b, y_b = y_a[sel_a], p_a[sel_a], p_b[sel_b], y_b[sel_b]
+    if not np.array_equal(y_a, y_b):
+        raise ConfigError(f"{run_a} and {run_b} disagree on the labels of the same images: different datasets")
+    return paired_bootstrap(y_a, p_a, p_b, n_boot=n_boot, seed=seed)
+
+
+__all__ = ["EvalResult", "evaluate_run", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
+           "compare_runs"]

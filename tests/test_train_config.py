@@ -1,0 +1,141 @@
+"""TrainConfig and checkpoint helpers: validation, round trips, atomic writes, refusals."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from cral_lib.errors import CheckpointError, ConfigError
+from cral_lib.train import TrainConfig, fast_recipe, paper_recipe
+from cral_lib.train import checkpoint as ckpt
+from cral_lib.train.config import RESUMABLE_FIELDS
+
+
+def test_paper_recipe_defaults():
+    c = paper_recipe(data_dir="x")
+    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.01, 0.9, 1e-4, 64, 30)
+    assert c.lr_milestones == (20,) and c.lr_gamma == 0.1
+    assert (c.image_size, c.cache_size) == (224, 256)
+    assert (c.backbone, c.attention, c.variant, c.weights) == ("resnet50", "att1", "cral", "imagenet")
+    c.validate()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"backbone": "vgg16"}, "backbone='vgg16'"),
+        ({"attention": "att3"}, "attention='att3'"),
+        ({"variant": "no_idea"}, "variant='no_idea'"),
+        ({"amp": "fp8"}, "amp='fp8'"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"batch_size": -1}, "batch_size=-1"),
+        ({"lr": 0.0}, "lr=0.0"),
+        ({"val_fraction": 1.5}, "val_fraction=1.5"),
+        ({"image_size": 300}, "image_size=300 is larger than cache_size=256"),
+        ({"data_dir": ""}, "data_dir is empty"),
+        ({"max_train_images": 3}, "max_train_images=3"),
+    ],
+)
+def test_bad_values_are_named(changes, message):
+    c = paper_recipe(data_dir="x").replace(**changes)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        c.validate()
+
+
+def test_baseline_spellings_agree():
+    assert TrainConfig(attention="none").variant == "no_attention"
+    assert TrainConfig(variant="no_attention").attention == "none"
+    assert TrainConfig(weights="none").weights is None
+
+
+def test_yaml_round_trip_and_unknown_keys(tmp_path):
+    c = fast_recipe(data_dir="d", out_dir="o", lr_milestones=(2, 4))
+    path = c.save(tmp_path / "config.yaml")
+    back = TrainConfig.load(path)
+    assert back == c
+    with pytest.raises(ConfigError, match="unknown config keys \\['lrr'\\]"):
+        TrainConfig.from_dict({**c.to_dict(), "lrr": 1})
+
+
+def test_differences_ignore_resumable_fields():
+    a = fast_recipe(data_dir="d")
+    b = a.replace(out_dir="elsewhere", device="cpu", epochs=10, lr=0.1)
+    assert a.differences(b) == {"lr": (0.01, 0.1)}
+    assert "epochs" in RESUMABLE_FIELDS
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "f.bin"
+    ckpt.atomic_write_bytes(target, b"old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk vanished")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        ckpt.atomic_write_bytes(target, b"new")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"], "no temporary file left behind"
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    state = {"format": ckpt.FORMAT, "model": {"w": torch.ones(2)}, "config": {"a": 1}, "history": [{"x": 1.0}]}
+    path = ckpt.save_checkpoint(state, tmp_path / "c.pt")
+    back = ckpt.load_checkpoint(path)
+    assert torch.equal(back["model"]["w"], torch.ones(2)) and back["history"] == [{"x": 1.0}]
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        ckpt.load_checkpoint(bad)
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a cral_lib checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ckpt.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_strip_module_prefix():
+    sd = {"module.a": 1, "module._orig_mod.b": 2, "c": 3}
+    assert ckpt.strip_module_prefix(sd) == {"a": 1, "b": 2, "c": 3}
+
+
+def test_check_compatible_refuses_other_config_and_data():
+    state = {"config": {"lr": 0.01, "out_dir": "a"}, "data_fingerprint": "abc"}
+    ckpt.check_compatible(state, {"lr": 0.01, "out_dir": "b"}, "abc", frozenset({"out_dir"}), "last.pt")
+    with pytest.raises(CheckpointError, match="another config \\(lr: checkpoint 0.01 vs now 0.1\\)"):
+        ckpt.check_compatible(state, {"lr": 0.1, "out_dir": "a"}, "abc", frozenset(), "last.pt")
+    with pytest.raises(CheckpointError, match="another dataset"):
+        ckpt.check_compatible(state, {"lr": 0.01, "out_dir": "a"}, "xyz", frozenset(), "last.pt")
+
+
+def test_data_fingerprint_changes_with_names_and_labels():
+    import numpy as np
+
+    y = np.zeros((2, 14), np.float32)
+    a = ckpt.data_fingerprint({"train": (["a.png", "b.png"], y)})
+    assert a == ckpt.data_fingerprint({"train": (["a.png", "b.png"], y.copy())})
+    assert a != ckpt.data_fingerprint({"train": (["a.png", "c.png"], y)})
+    y2 = y.copy()
+    y2[0, 3] = 1
+    assert a != ckpt.data_fingerprint({"train": (["a.png", "b.png"], y2)})
+
+
+def test_unwritable_folder_and_full_disk(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(CheckpointError, match="not writable"):
+        ckpt.check_writable(blocker / "run", 1)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10 << 20))
+    with pytest.raises(CheckpointError, match="only 10 MiB free"):
+        ckpt.check_writable(tmp_path / "run", 500 << 20)
+    ckpt.check_writable(tmp_path / "run", 1 << 20)
+    assert Path(tmp_path / "run").is_dir()
