@@ -1,0 +1,57 @@
+"""Data: the ChestX-ray14 reader, the synthetic dataset, the image cache and augmentation.
+
+The names below are imported on first use (``from cral_lib.data import ChestXray14``),
+so that importing one part does not pull in the others.
+
+- :class:`ChestXray14` (``nih.py``): reads a release folder, real or synthetic.
+- :func:`load_grey` (``images.py``): any PNG mode to one uint8 grey channel.
+- :func:`make_synthetic`, :func:`is_synthetic_complete` (``synth.py``): the synthetic dataset.
+- :func:`resolve_data_dir` (``synth.py``): a notebook's data folder from a parameter,
+  ``CRAL_DATA_DIR``, or a default synthetic dataset made on first use.
+- :func:`nih_metadata`, :func:`nih_boxes`, :func:`lung_masks` (``metadata.py``): the real NIH
+  metadata and lung masks that the torchxrayvision wheel carries.
+- :func:`build_cache`, :class:`ImageCache`, :class:`CacheWriter`, :func:`default_cache_dir`
+  (``cache.py``): the fast uint8 image cache.
+- :class:`TrainTransform`, :class:`TestTransform` (``augment.py``): the paper's transforms, batch-wise.
+- :class:`BatchLoader` (``loader.py``): cache rows to augmented batches on the device.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ChestXray14": "nih",
+    "SPLITS": "nih",
+    "load_grey": "images",
+    "make_synthetic": "synth",
+    "is_synthetic_complete": "synth",
+    "resolve_data_dir": "synth",
+    "nih_metadata": "metadata",
+    "nih_boxes": "metadata",
+    "lung_masks": "metadata",
+    "build_cache": "cache",
+    "ImageCache": "cache",
+    "CacheWriter": "cache",
+    "default_cache_dir": "cache",
+    "TrainTransform": "augment",
+    "TestTransform": "augment",
+    "IMAGENET_MEAN": "augment",
+    "IMAGENET_STD": "augment",
+    "BatchLoader": "loader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = sorted(_EXPORTS)
