@@ -4,6 +4,7 @@ Usage (from the repository root, inside the project's environment)::
 
     python tools/book.py sync         # rewrite the paired .ipynb (and badges) from the .py sources
     python tools/book.py check        # fail if a pair or a badge is out of date (no writes)
+    python tools/book.py figures      # redraw book/figures/ (the architecture diagram)
     python tools/book.py data         # the embedded synthetic dataset and its cache, once
     python tools/book.py execute      # run every chapter with papermill in its fast mode
     python tools/book.py build        # stage the executed chapters and run `jb build -W -n`
@@ -193,6 +194,24 @@ def data() -> Path:
     return DATA_DIR
 
 
+# ----------------------------------------------------------------------------- figures
+
+
+def figures(out_dir: Path = ROOT / "book" / "figures") -> list[Path]:
+    """Draw the figures of the book's own pages (committed, so the README can show them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cral_lib import viz
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "architecture.png"
+    fig = viz.draw_architecture()
+    fig.savefig(path, dpi=110, bbox_inches="tight", facecolor="white", metadata={"Software": None})
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return [path]
+
+
 # ----------------------------------------------------------------------------- execute
 
 
@@ -379,7 +398,7 @@ def screenshots() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["sync", "check", "data", "execute", "build", "screenshots", "all"])
+    parser.add_argument("step", choices=["sync", "check", "figures", "data", "execute", "build", "screenshots", "all"])
     parser.add_argument("--only", nargs="*", help="execute only the chapters whose name starts with these")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a notebook parameter (a Python literal), e.g. --param epochs=1")
@@ -398,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         sync()
     elif args.step == "check":
         return 1 if check() else 0
+    elif args.step == "figures":
+        figures()
     elif args.step == "data":
         data()
     elif args.step == "execute":

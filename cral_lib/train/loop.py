@@ -199,13 +199,15 @@ def _batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + batch) * 131 + rank
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, verbose: bool = True) -> RunResult:
+def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = True, verbose: bool = True) -> RunResult:
     """Train a model with a config; the work behind ``cral train`` and the training chapter.
 
     Args:
         config: the recipe (see :class:`TrainConfig`); its defaults are the paper's.
-        resume: continue the run in ``config.out_dir`` from ``checkpoints/last.pt``. Without it,
-            a run folder that already holds a checkpoint is refused, never overwritten.
+        resume: ``True``: continue the run in ``config.out_dir`` from ``checkpoints/last.pt``
+            (a finished run returns at once). ``"auto"``: resume when a checkpoint exists, else start
+            (what notebooks use, so that a re-executed chapter reuses its run). ``False``: a run
+            folder that already holds a checkpoint is refused, never overwritten.
         progress: show progress bars (epochs, batches with loss and images/s).
         verbose: print one summary line per epoch.
 
@@ -227,10 +229,14 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, v
     from ..models import build_model
 
     config.validate()
+    if resume not in (True, False, "auto"):
+        raise ConfigError(f"resume={resume!r} must be True, False or 'auto'")
     info, device = setup(config.device)
     out = Path(config.out_dir)
     ckpt_dir = out / "checkpoints"
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    if resume == "auto":
+        resume = last_path.exists()
     show = progress and info.is_main
     say = print if (verbose and info.is_main) else (lambda *a, **k: None)
     try:
