@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "per-class AUC (with 95% CIs), the paper's table and predictions of a trained run"
+HELP = "per-class AUC (with 95%% CIs), the paper's table and predictions of a trained run"
 ORDER = 40
 
 

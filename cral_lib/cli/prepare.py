@@ -1,0 +1,92 @@
+"""Build the fast image cache of a ChestX-ray14 release folder (real or synthetic).
+
+Every image of the metadata CSV is decoded once (any PNG mode becomes one 8-bit grey
+channel), resized to SIZE x SIZE (PIL bilinear, antialiased: the paper's "resize 256") and
+stored as one row of a uint8 array file, in the order of the CSV. Training then reads
+batches from that file instead of decoding PNGs, and crops, flips and normalizes them on the
+GPU.
+
+The work is spread over all CPU cores and shows its progress. An interrupted run resumes
+where it stopped; a finished cache of the same release and size is reused at once. The
+cache takes SIZE x SIZE bytes per image: about 7.3 GB for the 112,120 images of ChestX-ray14
+at 256 px (2.4 GB at 146 px).
+
+Examples:
+  cral prepare --data data/nih                  # -> data/nih/cache/256/
+  cral prepare --data data/nih --size 146 --out /fast/disk/nih146
+  cral prepare --data data/nih --lenient        # skip missing or corrupt PNGs (counted)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HELP = "build the fast uint8 image cache of a release folder (resumable; ~7.3 GB for NIH at 256 px)"
+ORDER = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cral prepare``."""
+    parser.add_argument("--data", required=True, metavar="DIR", help="the release folder (NIH layout, real or synthetic)")
+    parser.add_argument("--size", type=int, default=256, metavar="S", help="side of the cached images (default: 256)")
+    parser.add_argument(
+        "--out", default=None, metavar="CACHE", help="cache folder (default: DIR/cache/SIZE)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="processes decoding PNGs (default: all CPU cores; 0 = in this process)",
+    )
+    parser.add_argument(
+        "--lenient", action="store_true",
+        help="skip missing or corrupt images (with a warning and a count) instead of stopping",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a cache of another release or size found in the cache folder",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000.0
+    raise AssertionError  # pragma: no cover
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ..data.cache import ImageCache, build_cache
+    from ..errors import ConfigError
+
+    if args.size < 1:
+        raise ConfigError(f"--size {args.size} must be a positive number of pixels (256 is the paper's)")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers {args.workers} must be 0 or more")
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = build_cache(
+            Path(args.data),
+            out=args.out,
+            size=args.size,
+            workers=args.workers,
+            lenient=args.lenient,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    cache = ImageCache(path)
+    skipped = int((~cache.valid).sum())
+    note = f", {skipped} skipped (lenient mode)" if skipped else ""
+    print(
+        f"cache: {path} ({len(cache)} images{note}, {cache.size} x {cache.size} px, "
+        f"{_human(cache.nbytes_on_disk)} on disk, {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
