@@ -7,6 +7,7 @@ examples:
   cral evaluate --run runs/r50_att1
   cral evaluate --run runs/r50_att1 --split val --checkpoint last
   cral evaluate --run runs/r50_att1 --data /elsewhere/chestxray14     # the data moved
+  torchrun --nproc_per_node=4 -m cral_lib evaluate --run-dir runs/r50_att1   # on 4 GPUs
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ ORDER = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="the run folder written by `cral train`")
+    parser.add_argument("--run", "--run-dir", dest="run", required=True,
+                        help="the run folder written by `cral train` (under torchrun, spell it --run-dir: "
+                             "torchrun takes --run for one of its own options)")
     parser.add_argument("--split", default="test", choices=["test", "val", "train", "train_val"],
                         help="which split to predict (default: test)")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint file (default: best)")

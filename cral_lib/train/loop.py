@@ -383,7 +383,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
             bad = torch.zeros((), dtype=torch.bool, device=device)
             since_log = 0
             for b, (x, y, _) in enumerate(train_loader.iter_from(first), start=first):
-                gen = torch.Generator(device=x.device).manual_seed(_batch_seed(config.seed, epoch, b, info.rank))
+                gen = torch.Generator().manual_seed(_batch_seed(config.seed, epoch, b, info.rank))
                 x = train_tf(x, generator=gen)
                 with autocast(device, amp_dtype):
                     logits = net(x)
@@ -401,7 +401,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
                 if since_log == config.log_every or checkpoint_now or b == n_batches - 1:
                     if bool(bad):
                         raise TrainingError(
-                            f"the loss became {float(loss):.4g} at epoch {epoch + 1}, batch {b + 1} (step {step}); "
+                            f"the loss became {float(loss.detach()):.4g} at epoch {epoch + 1}, batch {b + 1} (step {step}); "
                             f"training stopped and {last_path} is the last good checkpoint. Try a smaller --lr, "
                             "--amp off, or check the data"
                         )
