@@ -39,8 +39,9 @@ class RunResult:
         run_dir: the run folder.
         config: the config the run used.
         history: one row per epoch (the contents of ``metrics.jsonl``).
-        best_val_auc: the best validation mean AUC.
-        best_epoch: the epoch (1-based) that reached it.
+        best_val_auc: the validation mean AUC of the best epoch (NaN when undefined).
+        best_epoch: the best epoch (1-based): highest validation mean AUC, or lowest validation
+            loss when the AUC is undefined.
     """
 
     run_dir: Path
@@ -304,7 +305,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
 
         # ---- resume
         start_epoch, start_batch, step = 0, 0, 0
-        best_auc, best_epoch, history = -math.inf, 0, []
+        best_auc, best_score, best_epoch, history = -math.inf, -math.inf, 0, []
         epoch_loss_sum, epoch_seen = 0.0, 0
         if resume:
             state = ckpt.load_checkpoint(last_path, map_location="cpu")
@@ -318,6 +319,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
             start_epoch, start_batch, step = int(state["epoch"]), int(state["batch"]), int(state["step"])
             best_auc = float(state["best_val_auc"]) if state.get("best_val_auc") is not None else -math.inf
             best_epoch = int(state.get("best_epoch", 0))
+            best_score = float(state.get("best_score", best_auc))
             history = list(state.get("history", []))
             epoch_loss_sum = float(state.get("epoch_loss_sum", 0.0))
             epoch_seen = int(state.get("epoch_seen", 0))
@@ -355,6 +357,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
                 "data_fingerprint": fingerprint,
                 "best_val_auc": None if best_auc == -math.inf else best_auc,
                 "best_epoch": best_epoch,
+                "best_score": best_score,
                 "history": history,
             }
             ckpt.save_checkpoint(state, path)
@@ -444,9 +447,13 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
                 "val_auc_per_class": per_class,
             }
             history.append(row)
-            improved = val_auc > best_auc
+            # The best checkpoint has the highest validation mean AUC. A validation split with no
+            # class that has both positive and negative images (a tiny one) has no AUC: then the
+            # lowest validation loss decides, and the log says so.
+            score = val_auc if math.isfinite(val_auc) else -val_loss
+            improved = score > best_score
             if improved:
-                best_auc, best_epoch = val_auc, epoch + 1
+                best_auc, best_score, best_epoch = val_auc, score, epoch + 1
             epoch_loss_sum, epoch_seen = 0.0, 0
             if info.is_main:
                 save(last_path, epoch + 1, 0)
@@ -464,6 +471,9 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
                 say(msg)
         epochs_bar.close()
         history_df = pd.DataFrame(history)
+        if history and not math.isfinite(best_auc):
+            say("note: the validation split has no class with both positive and negative images, so its AUC "
+                "is undefined; checkpoints/best.pt is the epoch with the lowest validation loss")
         result = RunResult(out, config, history_df, float(best_auc) if history else float("nan"), best_epoch)
         return broadcast(info, result) if info.enabled else result
     finally:

@@ -1,0 +1,57 @@
+"""The benchmark scripts keep working: each runs in its smallest configuration and writes JSON.
+
+These are smoke tests of the scripts' code paths (data, model, loop, JSON), not measurements:
+the figures in benchmarks/README.md come from full runs on named machines.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *args: str, tmp_path: Path) -> dict:
+    out = tmp_path / f"{script}.json"
+    res = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), *args, "--json", str(out)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_model_step(tmp_path):
+    r = run("model_step", "--device", "cpu", "--batch-size", "2", "--image-size", "64", "--steps", "1",
+            "--warmup", "0", "--backbones", "resnet18", "--precisions", "fp32", tmp_path=tmp_path)
+    models = {(row["model"], row["head"]) for row in r["rows"]}
+    assert ("plain GAP+FC", "-") in models and ("CRAL att1", "fast") in models and ("CRAL att1", "literal") in models
+    assert all(row["images_per_s"] > 0 for row in r["rows"])
+
+
+def test_loader(tmp_path):
+    r = run("loader", "--images", "32", "--image-size", "128", "--batch-size", "16", "--crop", "64",
+            "--cache-size", "73", "--repeats", "1", "--workers", "1", "--threads", "1", tmp_path=tmp_path)
+    text = json.dumps(r)
+    assert "ratio" in text
+
+
+def test_end_to_end_smoke(tmp_path):
+    r = run("end_to_end", "--smoke", "--workdir", str(tmp_path / "work"), tmp_path=tmp_path)
+    row = r["rows"][0]
+    assert row["model_images_per_s"] > 0 and row["loop_images_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["loop_images_per_s"] / row["model_images_per_s"])
+    assert row["projected_paper_recipe_minutes"] > 0
+
+
+def test_synthetic_auc_smoke(tmp_path):
+    r = run("synthetic_auc", "--images", "200", "--png-size", "64", "--image-size", "48", "--cache-size", "56",
+            "--epochs", "1", "--batch-size", "16", "--bootstrap", "20", "--workdir", str(tmp_path / "work"),
+            tmp_path=tmp_path)
+    assert r["test_images"] > 0 and set(r["seconds"]) == {"data", "train", "evaluate"}
+    assert r["mean_auc"] is None or 0 <= r["mean_auc"] <= 1
