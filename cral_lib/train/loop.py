@@ -80,7 +80,10 @@ def load_split(config: TrainConfig, split: str, cache) -> SplitData:
     """
     from ..data import ChestXray14
 
-    ds = ChestXray14(config.data_dir, split=split, val_fraction=config.val_fraction, seed=config.seed)
+    # The images come from the cache, so the PNGs need not be on disk (a `cral download
+    # --cache-only` folder holds only the CSVs, the lists and the cache).
+    ds = ChestXray14(config.data_dir, split=split, val_fraction=config.val_fraction, seed=config.seed,
+                     require_images=False)
     names = list(ds.frame["Image Index"])
     rows = np.asarray(cache.rows(names), dtype=np.int64)
     labels = np.asarray(ds.labels, dtype=np.float32)
