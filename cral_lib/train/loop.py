@@ -132,6 +132,13 @@ def autocast(device, dtype):
 # ----------------------------------------------------------------------------- predictions
 
 
+def bars_disabled() -> bool:
+    """True when the environment asks for no progress bars (``TQDM_DISABLE=1``, as the book build sets)."""
+    import os
+
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def predict(model, loader, transform, device, amp_dtype=None, progress: bool = False, desc: str = "predict"):
     """Probabilities for every row a loader yields: returns (positions, probs (n, C), mean BCE loss).
 
@@ -145,7 +152,7 @@ def predict(model, loader, transform, device, amp_dtype=None, progress: bool = F
     pos_all, prob_all = [], []
     loss_sum, count = 0.0, 0
     with torch.inference_mode():
-        for x, y, pos in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        for x, y, pos in tqdm(loader, desc=desc, leave=False, disable=not progress or bars_disabled()):
             x = transform(x)
             with autocast(device, amp_dtype):
                 logits = model(x)
@@ -241,7 +248,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
     if resume == "auto":
         resume = last_path.exists()
-    show = progress and info.is_main
+    show = progress and info.is_main and not bars_disabled()
     say = print if (verbose and info.is_main) else (lambda *a, **k: None)
     try:
         if info.is_main and last_path.exists() and not resume:
