@@ -50,7 +50,7 @@ def test_reads_every_layout_and_csv_variant(make_release, layout, csv_name, trai
     for col in ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
                 "Patient Gender", "View Position", "path"):
         assert col in ds.frame.columns
-    assert ds.frame["OriginalImage Width"].tolist() == [16] * 30  # the bracketed pair, split
+    assert ds.frame["OriginalImageWidth"].tolist() == [16] * 30  # the bracketed pair, split
     assert ds.frame["Patient ID"].dtype == np.int64
     assert all(Path(p).is_file() for p in ds.frame["path"])
     # "No Finding" is all zeros; every class occurs

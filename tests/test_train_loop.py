@@ -251,3 +251,16 @@ def test_two_processes_with_ddp_agree_with_one(finished_run, release, tmp_path):
     pred = pd.read_csv(out / "predictions_test.csv")
     assert list(pred["Image Index"]) == list(single.predictions["Image Index"])
     np.testing.assert_allclose(pred.filter(like="prob_").to_numpy(), single.probs, rtol=1e-5, atol=1e-6)
+
+
+def test_trains_from_a_cache_only_folder(release, tmp_path, monkeypatch):
+    """A `cral download --cache-only` folder (CSVs, lists, cache; no PNG) is a data folder."""
+    from cral_lib.data import resolve_data_dir
+
+    only = tmp_path / "cache_only"
+    shutil.copytree(release, only, ignore=shutil.ignore_patterns("images_*"))
+    assert not list(only.glob("images_*"))
+    monkeypatch.delenv("CRAL_DATA_DIR", raising=False)
+    assert resolve_data_dir(str(only)) == only.absolute()
+    result = train(config(only, tmp_path / "run", epochs=1), progress=False, verbose=False)
+    assert len(result.history) == 1

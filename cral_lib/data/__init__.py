@@ -5,11 +5,14 @@ so that importing one part does not pull in the others.
 
 - :class:`ChestXray14` (``nih.py``): reads a release folder, real or synthetic.
 - :func:`load_grey` (``images.py``): any PNG mode to one uint8 grey channel.
-- :func:`make_synthetic`, :func:`is_synthetic_complete` (``synth.py``): the synthetic dataset.
+- :func:`make_synthetic`, :func:`is_synthetic_complete`, :func:`synthetic_metadata` (``synth.py``):
+  the synthetic dataset.
 - :func:`resolve_data_dir` (``synth.py``): a notebook's data folder from a parameter,
   ``CRAL_DATA_DIR``, or a default synthetic dataset made on first use.
-- :func:`nih_metadata`, :func:`nih_boxes`, :func:`lung_masks` (``metadata.py``): the real NIH
-  metadata and lung masks that the torchxrayvision wheel carries.
+- :func:`nih_metadata`, :func:`nih_boxes`, :func:`lung_masks`, :func:`label_matrix`,
+  :func:`label_stats` (``metadata.py``): the real NIH metadata and lung masks that the
+  torchxrayvision wheel carries, and label statistics of any frame.
+- :func:`make_phantom` (``phantom.py``): one procedural chest radiograph with given findings.
 - :func:`build_cache`, :class:`ImageCache`, :class:`CacheWriter`, :func:`default_cache_dir`
   (``cache.py``): the fast uint8 image cache.
 - :class:`TrainTransform`, :class:`TestTransform` (``augment.py``): the paper's transforms, batch-wise.
@@ -31,6 +34,10 @@ _EXPORTS = {
     "nih_metadata": "metadata",
     "nih_boxes": "metadata",
     "lung_masks": "metadata",
+    "label_matrix": "metadata",
+    "label_stats": "metadata",
+    "synthetic_metadata": "synth",
+    "make_phantom": "phantom",
     "build_cache": "cache",
     "ImageCache": "cache",
     "CacheWriter": "cache",

@@ -45,20 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     import numpy as np
     import pandas as pd
 
-#: The columns of a Data_Entry table as this library names them (release order).
-DATA_ENTRY_COLUMNS: tuple[str, ...] = (
-    "Image Index",
-    "Finding Labels",
-    "Follow-up #",
-    "Patient ID",
-    "Patient Age",
-    "Patient Gender",
-    "View Position",
-    "OriginalImageWidth",
-    "OriginalImageHeight",
-    "OriginalImagePixelSpacingX",
-    "OriginalImagePixelSpacingY",
-)
+#: The columns of a Data_Entry table as this library names them (release order; the
+#: release reader's names).
+from .nih import CSV_COLUMNS as DATA_ENTRY_COLUMNS  # noqa: E402
 
 #: The header line of ``Data_Entry_2017_v2020.csv`` exactly as NIH writes it.
 DATA_ENTRY_HEADER = (
@@ -117,70 +106,35 @@ def _data_file(name: str) -> Path:
     return path
 
 
-def read_data_entry(path: str | Path | io.IOBase) -> "pd.DataFrame":
+def read_data_entry(path: str | Path) -> "pd.DataFrame":
     """Read a ChestX-ray14 ``Data_Entry_2017*.csv`` (plain or gzipped) into a DataFrame.
 
-    Works for the 2017 copy (with its trailing empty column) and the v2020 copy. The two
-    bracketed header pairs become the four columns named in :data:`DATA_ENTRY_COLUMNS`.
-
-    Args:
-        path: the CSV file (``.csv`` or ``.csv.gz``) or an open text/binary buffer.
-
-    Returns:
-        One row per image, columns :data:`DATA_ENTRY_COLUMNS`, in file order.
+    The same reader as the release reader's (:func:`cral_lib.data.nih.read_data_entry`): the
+    2017 copy (with its trailing empty column) and the v2020 copy; the two bracketed header
+    pairs become the four columns named in :data:`DATA_ENTRY_COLUMNS`.
 
     Raises:
         DataError: the file does not have the release's columns.
     """
-    import pandas as pd
+    from .nih import read_data_entry as _read
 
-    frame = pd.read_csv(path)
-    frame = frame.loc[:, [c for c in frame.columns if not (str(c).startswith("Unnamed") and frame[c].isna().all())]]
-    if len(frame.columns) != len(DATA_ENTRY_COLUMNS) or list(frame.columns[:7]) != list(DATA_ENTRY_COLUMNS[:7]):
-        raise DataError(
-            f"{path} does not look like ChestX-ray14's Data_Entry table: expected the header "
-            f"{DATA_ENTRY_HEADER!r}, found columns {list(frame.columns)}"
-        )
-    frame.columns = list(DATA_ENTRY_COLUMNS)
-    return frame
+    return _read(path)
 
 
-def read_bbox_list(path: str | Path | io.IOBase) -> "pd.DataFrame":
+def read_bbox_list(path: str | Path) -> "pd.DataFrame":
     """Read a ChestX-ray14 ``BBox_List_2017.csv`` (plain or gzipped).
 
-    Args:
-        path: the CSV file or an open buffer.
-
-    Returns:
-        Columns ``Image Index``, ``label`` (a class of :data:`cral_lib.CLASSES`;
-        NIH's ``Infiltrate`` becomes ``Infiltration``), ``x``, ``y``, ``w``, ``h`` (floats, in
-        the pixel frame of the image file: 1024 x 1024 for the real release).
+    The same reader as the release reader's (:func:`cral_lib.data.nih.read_boxes`): columns
+    ``Image Index``, ``label`` (a class of :data:`cral_lib.CLASSES`; NIH's ``Infiltrate`` becomes
+    ``Infiltration``), ``x``, ``y``, ``w``, ``h`` (floats, in the pixel frame of the image file:
+    1024 x 1024 for the real release).
 
     Raises:
-        DataError: the file does not have six leading fields, or a label is not a class.
+        DataError: the file is malformed, or a label is not a class.
     """
-    import pandas as pd
+    from .nih import read_boxes
 
-    frame = pd.read_csv(path)
-    if frame.shape[1] < 6 or list(frame.columns[:2]) != ["Image Index", "Finding Label"]:
-        raise DataError(
-            f"{path} does not look like ChestX-ray14's box list: expected the header "
-            f"{BBOX_HEADER!r}, found columns {list(frame.columns)}"
-        )
-    out = pd.DataFrame(
-        {
-            "Image Index": frame.iloc[:, 0].astype(str),
-            "label": frame.iloc[:, 1].astype(str).replace(BOX_LABEL_ALIASES),
-            "x": frame.iloc[:, 2].astype(float),
-            "y": frame.iloc[:, 3].astype(float),
-            "w": frame.iloc[:, 4].astype(float),
-            "h": frame.iloc[:, 5].astype(float),
-        }
-    )
-    unknown = sorted(set(out["label"]) - set(CLASSES))
-    if unknown:
-        raise DataError(f"{path} has box labels that are not ChestX-ray14 classes: {unknown}")
-    return out
+    return read_boxes(path)
 
 
 @functools.lru_cache(maxsize=1)

@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import gzip
 import os
 import warnings
 from pathlib import Path
@@ -61,10 +62,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "Patient Age",
     "Patient Gender",
     "View Position",
-    "OriginalImage Width",
-    "OriginalImage Height",
-    "OriginalImagePixelSpacing x",
-    "OriginalImagePixelSpacing y",
+    "OriginalImageWidth",
+    "OriginalImageHeight",
+    "OriginalImagePixelSpacingX",
+    "OriginalImagePixelSpacingY",
 )
 _REQUIRED_COLUMNS = 7
 
@@ -135,7 +136,8 @@ def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
 @functools.lru_cache(maxsize=4)
 def _read_data_entry_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
     # Keyed on (path, mtime, size): reading train, val and test parses the file once.
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
         header = f.readline().strip()
     fields = [h.strip() for h in header.split(",")]
     if fields[:2] != ["Image Index", "Finding Labels"]:

@@ -621,14 +621,17 @@ def default_synthetic_dir(n_images: int = 2000, image_size: int = 256, seed: int
 
 
 def looks_like_release(folder: str | os.PathLike) -> bool:
-    """Tell whether a folder has a ChestX-ray14 release's ``Data_Entry`` CSV and images.
+    """Tell whether a folder has a ChestX-ray14 release's ``Data_Entry`` CSV and its images.
+
+    The images may be PNGs or only the image cache: a ``cral download --cache-only`` folder
+    holds the CSVs, the lists and ``cache/<size>/`` without a single PNG.
 
     Args:
         folder: the folder.
 
     Returns:
         True when it holds ``Data_Entry_2017.csv`` or ``Data_Entry_2017_v2020.csv`` and an
-        ``images_NNN/`` or ``images/`` folder.
+        ``images_NNN/`` or ``images/`` folder, or a complete cache under ``cache/``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -637,7 +640,15 @@ def looks_like_release(folder: str | os.PathLike) -> bool:
     has_images = (folder / "images").is_dir() or any(
         p.is_dir() and _FOLDER_RE.match(p.name) for p in folder.iterdir()
     )
-    return has_csv and has_images
+    has_cache = any(_cache_complete(p) for p in (folder / "cache").glob("*") if p.is_dir())
+    return has_csv and (has_images or has_cache)
+
+
+def _cache_complete(path: Path) -> bool:
+    try:
+        return bool(json.loads((path / "cache.json").read_text()).get("complete"))
+    except (OSError, ValueError):
+        return False
 
 
 def resolve_data_dir(
