@@ -79,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict = {"dest": f.name, "default": None, "help": helptext + shown}
         if f.name == "lr_milestones":
             kwargs.update(type=int, nargs="+", metavar="EPOCH")
+        elif f.name == "crop_scale":
+            kwargs.update(type=float, nargs=2, metavar=("LOW", "HIGH"))
         elif f.name == "channels_last":
             kwargs.update(action=argparse.BooleanOptionalAction)
         elif f.name == "compile":

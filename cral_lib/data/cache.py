@@ -40,6 +40,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .._io import atomic_write_bytes, default_workers, worker_context
 from ..errors import DataError
 from .images import open_grey, resize_grey
 
@@ -105,16 +106,6 @@ def release_names(root: str | os.PathLike) -> np.ndarray:
 def release_fingerprint(root: str | os.PathLike) -> str:
     """Return :func:`names_fingerprint` of a release's CSV (what a cache of it must carry)."""
     return names_fingerprint(release_names(root))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
@@ -422,7 +413,7 @@ class CacheWriter:
     def _write_state(self) -> None:
         buf = io.BytesIO()
         np.save(buf, self._state)
-        _atomic_write(self.path / STATE_FILE, buf.getvalue())
+        atomic_write_bytes(self.path / STATE_FILE, buf.getvalue())
 
     def _write_index(self) -> None:
         import pandas as pd
@@ -436,7 +427,7 @@ class CacheWriter:
                 "valid": self._state[:, 0] == _DONE,
             }
         )
-        _atomic_write(self.path / INDEX_FILE, index.to_csv(index=False).encode("utf-8"))
+        atomic_write_bytes(self.path / INDEX_FILE, index.to_csv(index=False).encode("utf-8"))
 
     def _write_meta(self, *, complete: bool) -> None:
         meta = {
@@ -450,7 +441,7 @@ class CacheWriter:
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "complete": bool(complete),  # the last key, and the file is replaced atomically
         }
-        _atomic_write(self.path / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))
+        atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))
 
 
 def _describe(meta: dict[str, Any]) -> str:
@@ -656,13 +647,6 @@ def _load_resized(task: tuple[int, str, int]) -> tuple[int, np.ndarray | None, i
     return row, resize_grey(image, size), width, height, None
 
 
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
 def build_cache(
     root: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -739,7 +723,7 @@ def build_cache(
             for row, path_ in zip(map(writer.row, dataset.names), dataset.frame["path"])
             if not done[row]
         ]
-        n_workers = _default_workers() if workers is None else int(workers)
+        n_workers = default_workers() if workers is None else int(workers)
         # Starting a worker costs about as much as decoding 50 PNGs: small jobs stay in-process.
         n_workers = max(1, min(n_workers, len(tasks) // 64 or 1))
         already = writer.done + len(writer.skipped)
@@ -801,13 +785,12 @@ def _load_chunk(tasks: list[tuple[int, str, int]]) -> list[tuple[int, np.ndarray
 
 def _pool_results(tasks: list[tuple[int, str, int]], workers: int, chunk: int = 8):
     """Run :func:`_load_resized` over ``tasks`` in ``workers`` processes; yield results as they come."""
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    # "spawn": safe whatever threads the caller runs (torch, tqdm), the same on every OS;
-    # the workers import only numpy and PIL. A broken pool raises instead of hanging.
-    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # fork on Linux, spawn elsewhere (see worker_context); the workers use only numpy and PIL.
+    # A broken pool raises instead of hanging.
+    executor = ProcessPoolExecutor(workers, mp_context=worker_context())
     futures = [executor.submit(_load_chunk, tasks[i : i + chunk]) for i in range(0, len(tasks), chunk)]
 
     def results():

@@ -93,6 +93,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .._io import atomic_write_bytes, default_workers
 from ..errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------- the archives
@@ -276,21 +277,8 @@ def _human(n: float) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    from ..train.checkpoint import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
-
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -374,7 +362,7 @@ def ensure_metadata(out: str | os.PathLike) -> MetadataReport:
                     f"{path} is missing from the torchxrayvision package; reinstall it "
                     f"(pip install --force-reinstall torchxrayvision) or put NIH's {target} into {out}"
                 )
-            _atomic_write(out / target, gzip.decompress(path.read_bytes()))
+            atomic_write_bytes(out / target, gzip.decompress(path.read_bytes()))
             report.written.append(target)
     for name in (TRAIN_VAL_LIST, TEST_LIST):
         if (out / name).is_file():
@@ -446,7 +434,7 @@ class _State:
 
     def save(self) -> None:
         self.data["updated"] = _now()
-        _atomic_write(self.path, (json.dumps(self.data, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        atomic_write_bytes(self.path, (json.dumps(self.data, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -1187,7 +1175,7 @@ def download(
         out=out, table=table, selected=selected, cache_only=cache_only, size=size,
         cache_dir=Path(cache).expanduser().absolute() if cache is not None else None,
         base_url=base, retries=retries, retry_wait=float(retry_wait), timeout=float(timeout),
-        workers=_default_workers() if workers is None else workers, keep_archives=keep_archives,
+        workers=default_workers() if workers is None else workers, keep_archives=keep_archives,
         space_check=space_check, overwrite=overwrite, progress=progress, log=log,
     )
     if source == "kaggle":
@@ -1619,7 +1607,7 @@ class _Run:
                     members = [m for m in z.namelist() if Path(m).name == name]
                     if not members:
                         raise DataError(f"{zipped} (from kaggle) does not hold {name}: delete it and run again")
-                    _atomic_write(self.out / name, z.read(members[0]))
+                    atomic_write_bytes(self.out / name, z.read(members[0]))
                 zipped.unlink()
             if not (self.out / name).is_file():
                 raise DataError(
@@ -1644,7 +1632,7 @@ class _Run:
             if (self.out / name).is_file():
                 report.present.append(name)
             elif name in by_name:
-                _atomic_write(self.out / name, archive_zip.read(by_name[name]))
+                atomic_write_bytes(self.out / name, archive_zip.read(by_name[name]))
                 report.written.append(name)
         if not _has_csv(self.out):
             report.written.extend(ensure_metadata(self.out).written)

@@ -33,7 +33,7 @@ import math
 import queue
 import threading
 import weakref
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -63,6 +63,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .._io import atomic_write_text, default_workers, worker_context
 from .._version import __version__
 from ..errors import ConfigError, DataError
 
@@ -155,12 +156,6 @@ def _read_marker(root: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
-
-
 def _write_marker(root: Path, params: dict[str, int], complete: bool, **extra: Any) -> None:
     data = {
         "generator": "cral_lib.data.synth.make_synthetic",
@@ -169,7 +164,7 @@ def _write_marker(root: Path, params: dict[str, int], complete: bool, **extra: A
         **extra,
         "complete": complete,
     }
-    _write_atomic(root / MARKER, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(root / MARKER, json.dumps(data, indent=2) + "\n")
 
 
 def _release_files_present(root: Path) -> bool:
@@ -281,7 +276,6 @@ def synthetic_metadata(n_images: int, seed: int = 0) -> "pd.DataFrame":
         ConfigError: ``n_images`` or ``seed`` out of range.
     """
     import numpy as np
-    import pandas as pd
 
     from .metadata import nih_metadata
 
@@ -353,31 +347,8 @@ def _render_chunk(tasks: list[tuple]) -> list[tuple[int, str, float, float, floa
     return boxes
 
 
-def _context():
-    """The multiprocessing context of the drawing workers.
-
-    ``fork`` on Linux (as PyTorch's DataLoader): workers start at once and a script that calls
-    :func:`make_synthetic` without an ``if __name__ == "__main__":`` guard still works.
-    ``spawn`` elsewhere (macOS, Windows), where such a script needs the guard. The workers use
-    numpy, Pillow and SciPy only, never torch, so forking a process that has imported torch
-    is safe.
-    """
-    import multiprocessing
-    import platform
-
-    method = "fork" if platform.system() == "Linux" else "spawn"
-    return multiprocessing.get_context(method)
-
-
 def _chunk_size(n: int) -> int:
     return max(25, math.ceil(n / 400))
-
-
-def _default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -562,20 +533,20 @@ def _generate(root: Path, n: int, size: int, seed: int, workers: int | None, pro
         from .phantom import lung_templates
 
         templates = lung_templates()
-        count = min(workers or _default_workers(), len(todo))
+        count = min(workers or default_workers(), len(todo))
         init = (templates, str(root), size, seed)
         if count <= 1:
             _init_worker(*init)
             results = map(_render_chunk, (tasks(c) for c in todo))
         else:
             # the pool is started before the progress bar's thread exists
-            pool = _context().Pool(count, _init_worker, init)
+            pool = worker_context().Pool(count, _init_worker, init)
             results = pool.imap(_render_chunk, (tasks(c) for c in todo))
     bar = tqdm(total=n, initial=n - sum(b - a for a, b in todo), desc="cral synth", unit="img",
                disable=not progress, dynamic_ncols=True)
     try:
         for (start, stop), boxes in zip(todo, results):
-            _write_atomic(parts / f"boxes-{start:06d}-{stop:06d}.json", json.dumps(boxes))
+            atomic_write_text(parts / f"boxes-{start:06d}-{stop:06d}.json", json.dumps(boxes))
             done[start] = boxes
             bar.update(stop - start)
     finally:
@@ -585,11 +556,11 @@ def _generate(root: Path, n: int, size: int, seed: int, workers: int | None, pro
             pool.join()
 
     boxes = [b for start, _ in chunks for b in done[start]]
-    _write_atomic(root / DATA_ENTRY, _data_entry_text(frame))
+    atomic_write_text(root / DATA_ENTRY, _data_entry_text(frame))
     for split, name in (("train_val", TRAIN_VAL_LIST), ("test", TEST_LIST)):
         listed = sorted(frame.loc[frame["split"] == split, "Image Index"])
-        _write_atomic(root / name, "".join(f"{x}\n" for x in listed))
-    _write_atomic(root / BBOX_LIST, _bbox_text(frame, boxes))
+        atomic_write_text(root / name, "".join(f"{x}\n" for x in listed))
+    atomic_write_text(root / BBOX_LIST, _bbox_text(frame, boxes))
     shutil.rmtree(parts, ignore_errors=True)
     n_train_val, n_test = split_counts(n)
     _write_marker(

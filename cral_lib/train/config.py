@@ -60,6 +60,8 @@ class TrainConfig:
         lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma`` (paper: 20).
         lr_gamma: the factor applied at each milestone (paper: 0.1).
         image_size: side of the random crops fed to the network (paper: 224).
+        crop_scale: the range of the crop's share of the image area in RandomResizedCrop
+            (paper: torchvision's default, 0.08 to 1).
         cache_size: side of the cached images the crops are taken from (paper: 256).
         val_fraction: share of the train_val patients held out for validation.
         seed: seed of the validation split, the shuffling, the augmentation and the initialization.
@@ -73,6 +75,9 @@ class TrainConfig:
         log_every: refresh the progress bar's loss and throughput every N steps.
         prefetch: batches the loader prepares ahead of the GPU.
         max_train_images: use at most this many training images (a quick look; ``None``: all).
+        prior_bias: start each classifier's bias at the log-odds of its class's training
+            prevalence, so that the first steps do not spend themselves learning the class
+            frequencies (not in the paper; helps short runs from random weights).
     """
 
     data_dir: str = ""
@@ -91,6 +96,7 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = (20,)
     lr_gamma: float = 0.1
     image_size: int = 224
+    crop_scale: tuple[float, float] = (0.08, 1.0)
     cache_size: int = 256
     val_fraction: float = 0.1
     seed: int = 0
@@ -103,10 +109,12 @@ class TrainConfig:
     log_every: int = 10
     prefetch: int = 2
     max_train_images: int | None = None
+    prior_bias: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        self.crop_scale = tuple(float(v) for v in self.crop_scale)
         if isinstance(self.weights, str) and self.weights.lower() in ("none", "null", ""):
             self.weights = None
         if self.attention == "none" or self.variant == "no_attention":
@@ -147,6 +155,8 @@ class TrainConfig:
                 f"from the cached images; use a cache_size of at least {self.image_size} "
                 f"(the paper: 224 from 256)"
             )
+        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ConfigError(f"crop_scale={self.crop_scale!r} must be two numbers 0 < low <= high <= 1 (paper: 0.08 1)")
         if self.image_size < 32:
             raise ConfigError(f"image_size={self.image_size} is too small for a 32x-downsampling backbone (>= 32)")
         if self.max_train_images is not None and self.max_train_images < self.batch_size:
@@ -162,6 +172,7 @@ class TrainConfig:
         """A plain dict (JSON/YAML-safe) of every field."""
         out = dataclasses.asdict(self)
         out["lr_milestones"] = list(self.lr_milestones)
+        out["crop_scale"] = list(self.crop_scale)
         return out
 
     @classmethod

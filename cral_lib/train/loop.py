@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError, TrainingError
 from . import checkpoint as ckpt
 from .config import RESUMABLE_FIELDS, TrainConfig
-from .distributed import DistInfo, all_reduce_mean, barrier, broadcast, cleanup, gather_rows, setup
+from .distributed import all_reduce_mean, barrier, broadcast, cleanup, gather_rows, setup
 
 
 @dataclass
@@ -294,12 +294,16 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
             seed=config.seed, device=device, rank=info.rank, world_size=info.world_size, prefetch=config.prefetch,
         )
         channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
-        train_tf = TrainTransform(size=config.image_size, channels_last=channels_last)
+        train_tf = TrainTransform(size=config.image_size, scale=config.crop_scale, channels_last=channels_last)
         test_tf = TestTransform(size=config.image_size, resize=round(config.image_size * 256 / 224))
 
         # ---- model, optimizer, schedule, precision
         torch.manual_seed(config.seed)
         model = build_model(**config.model_kwargs, weights=config.weights).to(device)
+        if config.prior_bias and not resume:
+            prevalence = train_split.labels.mean(axis=0).clip(1e-4, 1 - 1e-4)
+            with torch.no_grad():
+                model.classifier_bias.copy_(torch.from_numpy(np.log(prevalence / (1 - prevalence))))
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         if info.is_main:
