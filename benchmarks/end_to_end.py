@@ -119,7 +119,7 @@ def config_for(args: argparse.Namespace, root: Path, out: Path, backbone: str, m
 def model_step_rate(args: argparse.Namespace, config) -> dict[str, Any]:
     """(a) Training steps of the same model, same settings, on random tensors on the device."""
     from cral_lib.models import build_model
-    from cral_lib.train.loop import amp_settings, autocast
+    from cral_lib.train.loop import amp_settings, autocast, make_optimizer
 
     device = args.device
     torch.manual_seed(0)
@@ -130,7 +130,7 @@ def model_step_rate(args: argparse.Namespace, config) -> dict[str, Any]:
     net = torch.compile(model) if args.compile else model
     dtype, use_scaler = amp_settings(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    opt = make_optimizer(model, config)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen).to(device)
     if channels_last:

@@ -39,6 +39,7 @@ _CHOICES = {
     "attention": ("att1", "att2", "none"),
     "variant": ("cral", "no_category", "no_residual", "no_attention"),
     "amp": ("auto", "bf16", "fp16", "off"),
+    "optimizer": ("sgd", "adamw"),
 }
 _SKIP = {"extra"}
 

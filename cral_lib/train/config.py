@@ -20,6 +20,7 @@ BACKBONES = ("resnet50", "densenet121", "resnet18")
 ATTENTIONS = ("att1", "att2", "none")
 VARIANTS = ("cral", "no_category", "no_residual", "no_attention")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
+OPTIMIZERS = ("sgd", "adamw")
 
 #: Fields that may change when a run is resumed (where it runs, how it logs); every other
 #: field must equal the checkpoint's, or the resume is refused.
@@ -54,8 +55,10 @@ class TrainConfig:
         num_classes: number of findings (14 for ChestX-ray14).
         epochs: number of epochs (paper: 30).
         batch_size: images per optimizer step over all processes (paper: 64).
+        optimizer: ``sgd`` (the paper: SGD with momentum) or ``adamw`` (not in the paper; converges
+            faster in short runs from random weights, such as the book's fast mode on a CPU).
         lr: initial learning rate (paper: 0.01).
-        momentum: SGD momentum (paper: 0.9).
+        momentum: SGD momentum (paper: 0.9); unused by AdamW.
         weight_decay: L2 weight decay (paper: 1e-4).
         lr_milestones: epochs after which the learning rate is multiplied by ``lr_gamma`` (paper: 20).
         lr_gamma: the factor applied at each milestone (paper: 0.1).
@@ -90,6 +93,7 @@ class TrainConfig:
     num_classes: int = 14
     epochs: int = 30
     batch_size: int = 64
+    optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -138,6 +142,7 @@ class TrainConfig:
         choice("attention", self.attention, ATTENTIONS)
         choice("variant", self.variant, VARIANTS)
         choice("amp", self.amp, AMP_MODES)
+        choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in ("num_classes", "epochs", "batch_size", "image_size", "cache_size", "eval_batch_size",
                      "log_every", "prefetch"):
             positive(name, getattr(self, name))
@@ -232,14 +237,17 @@ def paper_recipe(**overrides: Any) -> TrainConfig:
 
 
 def fast_recipe(**overrides: Any) -> TrainConfig:
-    """A small configuration that trains in a few minutes on a 2-core CPU (the book's fast mode).
+    """The book's fast mode: a configuration that trains in a few minutes on a 2-core CPU.
 
-    ResNet-18 from random weights, 128 px crops of 146 px images, batch 32, 3 epochs,
-    learning-rate drop after epoch 2. Only for checking that everything runs and learns.
+    ResNet-18 from random weights on 64 px crops of a 73 px cache, batch 16, 6 epochs with
+    the learning rate divided by 10 after epoch 5. Two departures from the paper make such a
+    short run from random weights learn: AdamW (lr 1e-3) instead of SGD, and milder crops
+    (50-100% of the image instead of 8-100%); the classifiers start at the classes' log-odds.
+    Only for seeing everything run and learn: the paper's recipe is :func:`paper_recipe`.
     """
     base = dict(
-        backbone="resnet18", weights=None, epochs=3, batch_size=32, lr=0.01, lr_milestones=(2,),
-        image_size=128, cache_size=146, eval_batch_size=64,
+        backbone="resnet18", weights=None, optimizer="adamw", lr=1e-3, epochs=6, lr_milestones=(5,),
+        batch_size=16, image_size=64, cache_size=73, crop_scale=(0.5, 1.0), prior_bias=True, eval_batch_size=64,
     )
     base.update(overrides)
     return TrainConfig(**base)

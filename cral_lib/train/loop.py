@@ -105,6 +105,19 @@ def subset_train(split: SplitData, n: int | None, seed: int) -> SplitData:
     return SplitData(split.dataset, split.rows[keep], split.labels[keep], [split.names[i] for i in keep])
 
 
+# ----------------------------------------------------------------------------- optimizer
+
+
+def make_optimizer(model, config: TrainConfig):
+    """The optimizer a config asks for: the paper's SGD with momentum, or AdamW."""
+    import torch
+
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
 # ----------------------------------------------------------------------------- precision
 
 
@@ -308,9 +321,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
             model = model.to(memory_format=torch.channels_last)
         if info.is_main:
             ckpt.check_writable(out, _checkpoint_bytes(model))
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+        optimizer = make_optimizer(model, config)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
         )
