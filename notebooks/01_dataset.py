@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 1. The ChestX-ray14 dataset
+# # The ChestX-ray14 dataset
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cral-book/cral-book/blob/main/notebooks/01_dataset.ipynb)
 #
 # CRAL {cite}`guan2020cral` is trained and tested on ChestX-ray14 {cite}`wang2017chestxray8`:

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 2. The data pipeline
+# # The data pipeline
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cral-book/cral-book/blob/main/notebooks/02_data_pipeline.ipynb)
 #
 # A model can only learn as fast as images reach it. ChestX-ray14 ships as 112,120 PNGs of

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 3. Feature embedding
+# # Feature embedding
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cral-book/cral-book/blob/main/notebooks/03_features.ipynb)
 #
 # Everything CRAL does happens on top of one tensor: the last feature map $F$ of an

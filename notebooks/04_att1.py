@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 4. att1, built by hand
+# # att1, built by hand
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cral-book/cral-book/blob/main/notebooks/04_att1.ipynb)
 #
 # This chapter writes CRAL's attention module and classifier head as the paper states them,

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 5. att2: the hourglass branch
+# # att2: the hourglass branch
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cral-book/cral-book/blob/main/notebooks/05_att2.ipynb)
 #
 # The paper's second attention branch, *att2*, borrows the soft-mask branch of the Residual

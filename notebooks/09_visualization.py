@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 9. Looking inside: heatmaps, attention maps, predictions
+# # Looking inside: heatmaps, attention maps, predictions
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cral-book/cral-book/blob/main/notebooks/09_visualization.ipynb)
 #
 # A mean AUC says how well a model ranks images, not what it looks at. Section 4.5 of the
@@ -49,8 +49,8 @@ cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the book's fast mode: a small ResNet-18 trained from scratch for three epochs
-# on 128-pixel crops, which runs on a laptop CPU in a few minutes. The comments give the paper's
+# The defaults are the book's fast mode (chapter 6): a small ResNet-18 trained from scratch for
+# six epochs on 64-pixel crops, which runs on a laptop CPU in a few minutes. The comments give the paper's
 # full-scale values (Section 4.2); on a GPU, change only these. papermill overrides any of them
 # with `-p name value`. The training parameters are the same as chapter 6's: the same values give
 # the same run folder, so this chapter reuses chapter 6's model instead of training its own.
@@ -63,12 +63,16 @@ seed = 0               # seed of the training run and of the choice of example i
 backbone = "resnet18"  # full scale: "resnet50" or "densenet121"
 attention = "att1"     # "att1" or "att2"
 variant = "cral"       # the full model (chapter 8 trains the ablations)
-image_size = 128       # side of the network's input crop; full scale: 224
-cache_size = 146       # side of the cached (resized) images; full scale: 256
-epochs = 3             # full scale: 30
-lr_milestones = [2]    # epochs after which the learning rate drops tenfold; full scale: [20]
-batch_size = 32        # full scale: 64
 weights = None         # full scale: "imagenet"
+optimizer = "adamw"    # full scale: "sgd"
+lr = 1e-3              # full scale: 0.01
+image_size = 64        # side of the network's input crop; full scale: 224
+cache_size = 73        # side of the cached (resized) images; full scale: 256
+crop_scale = [0.5, 1.0]  # full scale: [0.08, 1.0]
+batch_size = 16        # full scale: 64
+epochs = 6             # full scale: 30
+lr_milestones = [5]    # epochs after which the learning rate drops tenfold; full scale: [20]
+prior_bias = True      # full scale: False
 predict_batch = 64     # images per forward pass when predicting the test split
 n_examples = 6         # images in the heatmap figure (Fig. 5)
 n_topk = 8             # images in the top-k figure (Fig. 6)
@@ -97,12 +101,16 @@ config = fast_recipe(
     backbone=backbone,
     attention=attention,
     variant=variant,
+    weights=weights,
+    optimizer=optimizer,
+    lr=lr,
     image_size=image_size,
     cache_size=cache_size,
+    crop_scale=crop_scale,
+    batch_size=batch_size,
     epochs=epochs,
     lr_milestones=lr_milestones,
-    batch_size=batch_size,
-    weights=weights,
+    prior_bias=prior_bias,
     seed=seed,
     device=device,
 )
