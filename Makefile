@@ -31,7 +31,7 @@ book: env
 	$(PY) tools/book.py all
 
 unit: env
-	$(PY) -m pytest -m "not book"
+	$(PY) -m pytest -m "not book" --durations=10
 
 book-check: env
 	bash tools/ensure_chromium.sh

@@ -33,7 +33,6 @@ import os
 import platform
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 

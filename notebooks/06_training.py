@@ -56,7 +56,7 @@ cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the book's fast mode: they train on a 2-core CPU in about two minutes. The
+# The defaults are the book's fast mode: they train on a 2-core CPU in about four minutes. The
 # comment beside each knob gives the paper's value (Section 4.2); on a GPU with the real
 # dataset, change only these values (papermill overrides any of them with `-p name value`, and
 # the section "Full scale" below lists them together). Chapters 7, 9 and 10 use the same

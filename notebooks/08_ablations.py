@@ -282,11 +282,16 @@ if second_seed is not None:
     print(f"ablation differences larger than this seed difference: {larger} of {len(paired)}")
 
 # %% [markdown]
-# Two runs of the same method can differ by as much as, or more than, two different methods,
-# and the paired bootstrap may even call that difference real: it is real for *these two
-# trained models* on this test distribution, and says nothing about the methods. To compare
-# methods, train each several times with different seeds and compare the spread of the runs
-# with the gap between the methods.
+# One extra seed is a single draw of the training noise, so this yardstick is rough either way.
+# When the two seeds land close together (the cell prints by how much), that does not make the
+# ablations' differences real: another pair of seeds can land further apart, and the paired
+# interval of the two seeds (printed beside their difference) shows how far apart two models
+# that differ only in their seed still rank the test images. When the two seeds differ by as
+# much as two methods, the ablation table says nothing about the methods at all. In both cases
+# the paired bootstrap may call a difference real; it is real for *these two trained models* on
+# this test distribution, and says nothing about the methods. To compare methods, train each
+# several times with different seeds and compare the spread of the runs with the gap between
+# the methods.
 
 # %% mystnb={"figure": {"caption": "Left: mean test AUC of each model of the grid with its 95% bootstrap interval. Right: each ablation minus CRAL of the same attention branch, with its 95% paired bootstrap interval (black) and the paper's difference from Table 2 (red crosses); the shaded band is as wide as the difference between two seeds of the same CRAL model. An interval that crosses zero means the test set cannot tell the two models apart; a difference inside the band is no larger than what a change of seed produces.", "name": "fig-08-ablations"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.2]})
@@ -338,9 +343,9 @@ plt.show()
 # paper's parameters (`backbone="resnet50"`, `weights="imagenet"`, `image_size=224`,
 # `cache_size=256`, `batch_size=64`, `epochs=30`, `lr_milestones=[20]`,
 # `max_train_images=None`, `optimizer="sgd"`, `crop_scale=[0.08, 1.0]`, `prior_bias=False`:
-# seven 30-epoch runs, so put `runs_dir` on storage that survives the session; the book's
-# performance page gives the measured time of one), and, to judge the methods rather than single runs,
-# repeat it with a few seeds.
+# seven 30-epoch runs, so put `runs_dir` on storage that survives the session;
+# `benchmarks/end_to_end.py` projects the time of one on your GPU, as the book's performance page
+# explains), and, to judge the methods rather than single runs, repeat it with a few seeds.
 #
 # ## Summary
 # - The four rows of Table 2 are four `variant`s of one builder; the baseline is shared by att1

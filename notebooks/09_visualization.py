@@ -344,7 +344,31 @@ attention_table = pd.DataFrame(
 )
 attention_table["AUC of mean a"] = metrics.auc_table(labels, att_mean)["auc"]
 attention_table["AUC of p"] = aucs["auc"]
-attention_table.round(3)
+attention_table.style.format("{:.2e}", subset=["mean a (present)", "mean a (absent)"], na_rep="–").format(
+    "{:.3f}", subset=["AUC of mean a", "AUC of p"], na_rep="–")
+
+# %% [markdown]
+# Mean values of $a^c$ close to 0 or 1 deserve a second look: the sigmoid of Eq. 3 may be
+# *saturated*. The next cell measures how many of all the attention values of the test split sit
+# within 0.01 of either end.
+
+# %%
+values = att.ravel()
+print(f"attention values over the test split: min {values.min():.2e}, median {np.median(values):.2e}, "
+      f"max {values.max():.2e}")
+print(f"below 0.01: {(values < 0.01).mean():.1%}; above 0.99: {(values > 0.99).mean():.1%}")
+
+# %% [markdown]
+# Where most values sit at an end, the map has stopped doing anything: with $a^c \approx 0$ the
+# residual form $(1 + a^c) \odot F$ of Eq. 5 is just $F$, and class $c$'s classifier sees the
+# plain average of the features (with $a^c \approx 1$, twice that). The sigmoid's gradient
+# $a^c(1 - a^c)$ is then almost zero too, so training cannot easily bring the map back. This
+# is what a short run from random weights can do, and it is where the residual form earns its
+# place: the network still classifies with the features alone, whereas the product $A \odot F$
+# without the residual (Eq. 4, the *w/o residual* ablation) would multiply the features by
+# almost zero (chapter 8 trains that ablation). The figures above scale each map to its own
+# range, so they show whatever small variation is left; read them with the ranges in their
+# titles. At full scale, from ImageNet weights, the same cell says whether the maps are in use.
 
 # %% [markdown]
 # ## The top-8 predictions (the paper's Fig. 6)

@@ -551,6 +551,10 @@ else:
 #   when its maximum sits systematically where lesions are not (at the border of the crop, say:
 #   look at the crosses in the hits-and-misses figure). The class prior, where it exists, shows
 #   how much can be had by knowing where a finding usually lies, with no look at the image.
+# - A saturated attention map (chapter 9 measures how many of its values sit at 0 or 1) is
+#   nearly flat: its maximum is decided by tiny differences, or it is a tie scored at the middle of
+#   the tied region, and its pointing accuracy then follows the centre map's. Compare
+#   the two rows before reading anything into CRAL's attention column.
 # - CRAL's attention and CAMs answer different questions: $a^c$ says which positions class $c$
 #   weighs more (by a factor between 1 and 2), the CAM where the evidence for class $c$'s logit
 #   comes from. The paired comparisons say whether the attention maps point better than the

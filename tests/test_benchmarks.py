@@ -55,3 +55,15 @@ def test_synthetic_auc_smoke(tmp_path):
             tmp_path=tmp_path)
     assert r["test_images"] > 0 and set(r["seconds"]) == {"data", "train", "evaluate"}
     assert r["mean_auc"] is None or 0 <= r["mean_auc"] <= 1
+
+
+def test_step_breakdown(tmp_path):
+    from cral_lib.data import make_synthetic
+
+    data = make_synthetic(tmp_path / "data", n_images=60, image_size=64, seed=0)
+    r = run("step_breakdown", "--data", str(data), "--device", "cpu", "--batch-size", "4", "--image-size", "32",
+            "--cache-size", "40", "--steps", "2", "--warmup", "1", "--trace", str(tmp_path / "prof"), tmp_path=tmp_path)
+    assert set(r["ms_per_step"]) == {"wait for batch", "augment", "forward", "backward + optimizer"}
+    assert sum(r["share"].values()) == pytest.approx(1.0)
+    assert (tmp_path / "prof" / "trace.json").stat().st_size > 0
+    assert "convolution" in (tmp_path / "prof" / "operators.txt").read_text()

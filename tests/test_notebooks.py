@@ -18,7 +18,6 @@ from pathlib import Path
 
 import jupytext
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -92,3 +91,11 @@ def test_figures_have_captions(path):
         if draws:
             caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption")
             assert caption, f"{path.name}: a figure without a caption:\n{cell.source[:200]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.name)
+def test_no_control_characters(path):
+    """No stray control characters (a ``\\a`` of ``\\approx`` turned into a bell by an editor, say)."""
+    text = path.read_text(encoding="utf-8")
+    bad = [(n, line) for n, line in enumerate(text.splitlines(), 1) if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", line)]
+    assert not bad, f"{path.name}: control characters on line(s) {[n for n, _ in bad]}"

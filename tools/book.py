@@ -364,7 +364,9 @@ def screenshots() -> dict:
     chromium = os.environ.get("CRAL_CHROMIUM") or next(filter(None, map(shutil.which, candidates)), None)
     if chromium is None:
         raise SystemExit("Chromium not found: run `bash tools/ensure_chromium.sh` (Debian: apt-get install chromium)")
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(SHOTS, ignore_errors=True)  # no stale pages from an earlier build
+    SHOTS.mkdir(parents=True)
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args, **kwargs):
             pass

@@ -1,0 +1,184 @@
+"""Markdown tables from the benchmarks' JSON results, so that no figure is typed in by hand.
+
+Each benchmark writes a JSON file with ``--json``; this script turns a folder of them into the
+tables of ``benchmarks/README.md`` and of the book's performance page (a test checks that both
+pages hold exactly what this script prints for ``benchmarks/results/``).
+
+Usage::
+
+    python benchmarks/report.py benchmarks/results            # print the tables
+    python benchmarks/report.py my_results                    # the same for your own run
+    python benchmarks/report.py benchmarks/results --update benchmarks/README.md book/performance.md
+
+The files it reads, when present: ``loader*.json``, ``model_step*.json``, ``end_to_end*.json``,
+``step_breakdown*.json``, ``synthetic_auc*.json`` (one table per kind, one block of rows per file, in name order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fmt(x, spec: str = ",.1f", none: str = "–") -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return none
+    return format(x, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _load(folder: Path, kind: str) -> list[tuple[str, dict]]:
+    return [(p.name, json.loads(p.read_text())) for p in sorted(folder.glob(f"{kind}*.json"))]
+
+
+def _blocks(results: list[tuple[str, dict]], caption, header: list[str], rows_of) -> str:
+    """One small table per result file, under a line naming the file, the machine and the settings."""
+    return "\n\n".join(f"`{name}`: {caption(r)}\n\n{_table(header, rows_of(r))}" for name, r in results)
+
+
+def loader_table(results: list[tuple[str, dict]]) -> str:
+    def caption(r):
+        s = r["settings"]
+        return (f"{r['machine']['device']}, {s['images']:,} PNGs of {s['png_size'][0]} px, the training transform "
+                f"to {s['crop']} px, batch {s['batch_size']}; (a) with {r['per_image']['workers']} DataLoader workers, "
+                f"(b) with {r['cache_batched']['best_torch_threads']} torch threads")
+
+    def rows(r):
+        return [[_fmt(r["per_image"]["images_per_s"]), _fmt(r["cache_batched"]["images_per_s"]), f"**{r['ratio']:.1f}×**"]]
+
+    return _blocks(results, caption, ["(a) PNG + per-image transforms, img/s", "(b) cache + batched transforms, img/s",
+                                      "(b)/(a)"], rows)
+
+
+def model_step_table(results: list[tuple[str, dict]]) -> str:
+    def caption(r):
+        return (f"{r['device']}, torch {r['torch']}, batch {r['batch_size']}, {r['image_size']} px, {r['steps']} timed "
+                f"steps after {r['warmup']} warm-up{', torch.compile' if r['compile'] else ''}; vs plain: the rate over "
+                "the plain GAP+FC model's; saved: activations kept for backward; Eq. 4 tensor: the B×C×N×h×w tensor "
+                "that only the literal head builds; +CL: channels_last")
+
+    def rows(r):
+        return [[row["backbone"], row["model"] + (", literal head" if row["head"] == "literal" else ""),
+                 row["precision"].replace("bfloat16", "bf16"), _fmt(row["images_per_s"]),
+                 _fmt(row.get("vs_plain"), ".2f"), _fmt(row["gflops_per_image"], ".2f"), _fmt(row["saved_mb"], ",.0f"),
+                 _fmt(row["literal_tensor_mb"], ",.1f")] for row in r["rows"]]
+
+    return _blocks(results, caption, ["backbone", "model", "precision", "img/s", "vs plain", "GFLOPs", "saved, MB",
+                                      "Eq. 4 tensor, MB"], rows)
+
+
+def end_to_end_table(results: list[tuple[str, dict]]) -> str:
+    def caption(r):
+        return (f"{r['device']}, torch {r['torch']}, {r['image_size']} px crops of {r['cache_size']} px, batch "
+                f"{r['batch_size']}, amp {r['amp']}{', torch.compile' if r['compile'] else ''}")
+
+    def rows(r):
+        out = []
+        for row in r["rows"]:
+            minutes = row["projected_paper_recipe_minutes"]
+            projected = f"{minutes:,.0f} min" if minutes < 120 else f"{minutes / 60:,.1f} h"
+            out.append([f"{row['backbone']} + {row['attention']}", row["precision"], _fmt(row["model_images_per_s"]),
+                        _fmt(row["loop_images_per_s"]), f"**{row['ratio']:.2f}**", projected,
+                        _fmt(row["loop_peak_gib"], ".1f")])
+        return out
+
+    return _blocks(results, caption, ["model", "precision", "(a) model step, img/s", "(b) training loop, img/s", "b/a",
+                                      "30 epochs × 77,872 images at (b)", "peak GPU memory, GiB"], rows)
+
+
+def step_breakdown_table(results: list[tuple[str, dict]]) -> str:
+    def caption(r):
+        return (f"{r['device']}, {r['backbone']} + {r['attention']}, {r['precision']}, {r['image_size']} px crops of "
+                f"{r['cache_size']} px, batch {r['batch_size']}, {r['steps']} steps")
+
+    def rows(r):
+        ms, share = r["ms_per_step"], r["share"]
+        return [[*[f"{ms[k]:,.1f} ({100 * share[k]:.1f}%)" for k in ms], _fmt(r["images_per_s"])]]
+
+    keys = list(results[0][1]["ms_per_step"]) if results else []
+    return _blocks(results, caption, [f"{k}, ms" for k in keys] + ["img/s"], rows)
+
+
+def synthetic_auc_table(results: list[tuple[str, dict]]) -> str:
+    def caption(r):
+        c = r["config"]
+        return (f"{r['machine']}; {c['backbone']} + {c['attention']} from random weights, {c['optimizer']} lr "
+                f"{c['lr']:g}, {c['image_size']} px crops, batch {c['batch_size']}, {c['epochs']} epochs")
+
+    def rows(r):
+        return [[f"{r['test_images']:,}", f"**{_fmt(r['mean_auc'], '.3f')}** [{_fmt(r['ci_low'], '.3f')}, "
+                 f"{_fmt(r['ci_high'], '.3f')}]", f"{r['best_epoch']}", f"{r['seconds']['train']:,.0f} s"]]
+
+    return _blocks(results, caption, ["test images", "test mean AUC [95% CI]", "best epoch", "training time"], rows)
+
+
+SECTIONS = {
+    "loader": ("Data loader (PNG pipeline versus cache)", loader_table),
+    "model_step": ("Model step (random tensors, no data loading)", model_step_table),
+    "end_to_end": ("End to end: the training loop versus the model step", end_to_end_table),
+    "step_breakdown": ("One training step, part by part", step_breakdown_table),
+    "synthetic_auc": ("Learnability of the synthetic data", synthetic_auc_table),
+}
+
+
+def report(folder: Path, level: int = 3) -> str:
+    """All tables for the JSON files in ``folder``, as Markdown."""
+    parts = []
+    for kind, (title, render) in SECTIONS.items():
+        results = _load(folder, kind)
+        if results:
+            parts.append(f"{'#' * level} {title}\n\n{render(results)}\n")
+    if not parts:
+        raise SystemExit(f"no benchmark results (*.json) in {folder}: run the benchmarks with --json first")
+    return "\n".join(parts)
+
+
+START, END = "<!-- benchmark tables: start -->", "<!-- benchmark tables: end -->"
+
+
+def tables_in(page: str) -> str:
+    """The text between the markers of a page (what ``--update`` writes there)."""
+    if START not in page or END not in page:
+        raise ValueError(f"the page has no {START} ... {END} block")
+    return page.split(START, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def update(path: Path, tables: str) -> None:
+    """Replace the block between the markers of ``path`` with ``tables``."""
+    page = path.read_text()
+    tables_in(page)  # raises when the markers are missing
+    head, rest = page.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{START}\n{tables.strip()}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", type=Path, help="a folder of benchmark JSON files")
+    p.add_argument("--level", type=int, default=3, help="Markdown heading level of the sections (default 3)")
+    p.add_argument("--update", nargs="+", type=Path, metavar="PAGE",
+                   help=f"write the tables into these Markdown pages, between {START} and {END}")
+    args = p.parse_args(argv)
+    if not args.folder.is_dir():
+        p.error(f"{args.folder} is not a folder; give the folder the benchmarks wrote their --json files to")
+    tables = report(args.folder, args.level)
+    if not args.update:
+        sys.stdout.write(tables)
+    for page in args.update or []:
+        try:
+            update(page, tables)
+        except (OSError, ValueError) as err:
+            p.error(f"cannot update {page}: {err}")
+        print(f"updated {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

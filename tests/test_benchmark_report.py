@@ -1,0 +1,69 @@
+"""The figures of benchmarks/README.md and the book's performance page come from the JSON results.
+
+Both pages carry the tables that ``benchmarks/report.py`` renders from ``benchmarks/results/``,
+between two markers; a figure typed in by hand, or a result file added without updating the
+pages, fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAGES = [ROOT / "benchmarks" / "README.md", ROOT / "book" / "performance.md"]
+
+
+def load_report():
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_pages_hold_the_rendered_tables(page):
+    report = load_report()
+    expected = report.report(RESULTS).strip("\n")
+    assert report.tables_in(page.read_text()) == expected, (
+        f"{page.relative_to(ROOT)} is out of date: run "
+        "python benchmarks/report.py benchmarks/results --update benchmarks/README.md book/performance.md")
+
+
+def test_every_result_names_its_machine():
+    files = sorted(RESULTS.glob("*.json"))
+    assert files, "benchmarks/results/ holds no results"
+    for f in files:
+        text = json.dumps(json.loads(f.read_text()))
+        assert any(k in text for k in ('"device"', '"machine"')), f"{f.name} does not say where it ran"
+
+
+def test_update_rewrites_only_the_block(tmp_path):
+    report = load_report()
+    page = tmp_path / "page.md"
+    page.write_text(f"before\n{report.START}\nold table\n{report.END}\nafter\n")
+    report.update(page, "| a |\n|---|\n| 1 |\n")
+    text = page.read_text()
+    assert text.startswith("before\n") and text.endswith("\nafter\n")
+    assert report.tables_in(text) == "| a |\n|---|\n| 1 |"
+
+
+def test_update_refuses_a_page_without_markers(tmp_path):
+    report = load_report()
+    page = tmp_path / "page.md"
+    page.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="no <!-- benchmark tables: start -->"):
+        report.update(page, "| a |")
+    assert page.read_text() == "no markers here\n"
+
+
+def test_cli_rejects_a_missing_folder(tmp_path, capsys):
+    report = load_report()
+    with pytest.raises(SystemExit) as exc:
+        report.main([str(tmp_path / "nope")])
+    assert exc.value.code == 2
+    assert "is not a folder" in capsys.readouterr().err
