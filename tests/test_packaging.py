@@ -89,7 +89,11 @@ def test_import_is_light():
     assert out.strip() == "False", "import cral_lib must not import torch"
 
 
-@pytest.mark.parametrize("argv", [["cral", "--help"], [sys.executable, "-m", "cral_lib", "--help"]])
+#: the console script that pip installed beside this interpreter (the environment need not be activated)
+CRAL = str(Path(sys.executable).with_name("cral")) if Path(sys.executable).with_name("cral").exists() else "cral"
+
+
+@pytest.mark.parametrize("argv", [[CRAL, "--help"], [sys.executable, "-m", "cral_lib", "--help"]])
 def test_console_script_help(argv):
     res = subprocess.run(argv, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
@@ -108,11 +112,11 @@ def test_every_documented_command_exists():
     missing = documented - set(sub.choices)
     assert not missing, f"README.md documents commands that do not exist: {sorted(missing)}"
     for name in sub.choices:
-        res = subprocess.run(["cral", name, "--help"], capture_output=True, text=True)
+        res = subprocess.run([CRAL, name, "--help"], capture_output=True, text=True)
         assert res.returncode == 0 and "usage: cral " + name in res.stdout, res.stderr
 
 
 def test_unknown_command_fails_with_one_line():
-    res = subprocess.run(["cral", "no-such-command"], capture_output=True, text=True)
+    res = subprocess.run([CRAL, "no-such-command"], capture_output=True, text=True)
     assert res.returncode == 2
     assert "invalid choice" in res.stderr
