@@ -109,8 +109,10 @@ def step_breakdown_table(results: list[tuple[str, dict]]) -> str:
 def synthetic_auc_table(results: list[tuple[str, dict]]) -> str:
     def caption(r):
         c = r["config"]
+        scale = c.get("attention_lr_scale", 1.0)
+        att_lr = f" (attention branch {c['lr'] * scale:g})" if scale != 1 else ""
         return (f"{r['machine']}; {c['backbone']} + {c['attention']} from random weights, {c['optimizer']} lr "
-                f"{c['lr']:g}, {c['image_size']} px crops, batch {c['batch_size']}, {c['epochs']} epochs")
+                f"{c['lr']:g}{att_lr}, {c['image_size']} px crops, batch {c['batch_size']}, {c['epochs']} epochs")
 
     def rows(r):
         return [[f"{r['test_images']:,}", f"**{_fmt(r['mean_auc'], '.3f')}** [{_fmt(r['ci_low'], '.3f')}, "

@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3, AdamW)")
+    p.add_argument("--attention-lr-scale", type=float, default=0.01,
+                   help="the attention branch learns at lr times this (default 0.01, as the fast recipe)")
     p.add_argument("--device", default="auto")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.add_argument("--workdir", help="where data and runs go (default: a folder in /tmp)")
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = fast_recipe(
         data_dir=str(root), out_dir=str(out), backbone=args.backbone, attention=args.attention,
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        attention_lr_scale=args.attention_lr_scale,
         lr_milestones=(max(1, args.epochs - 1),), image_size=args.image_size, cache_size=args.cache_size,
         seed=args.seed, device=args.device, eval_batch_size=128,
     )

@@ -74,6 +74,7 @@ variant = "cral"            # "cral", or an ablation of chapter 8
 weights = None              # full scale: "imagenet"
 optimizer = "adamw"         # full scale: "sgd" (the paper's SGD with momentum 0.9)
 lr = 1e-3                   # full scale: 0.01
+attention_lr_scale = 0.01   # the attention branch learns at lr * this; full scale: 1
 image_size = 64             # side of the training crops; full scale: 224
 cache_size = 73             # side of the cached images the crops come from; full scale: 256
 crop_scale = [0.5, 1.0]     # share of the image area a random crop covers; full scale: [0.08, 1.0]
@@ -116,6 +117,7 @@ config = TrainConfig(
     weights=weights,
     optimizer=optimizer,
     lr=lr,
+    attention_lr_scale=attention_lr_scale,
     image_size=image_size,
     cache_size=cache_size,
     crop_scale=crop_scale,
@@ -130,7 +132,8 @@ config = TrainConfig(
     device=str(dev),
 ).validate()
 
-fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "momentum", "weight_decay", "image_size",
+fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "attention_lr_scale", "momentum",
+          "weight_decay", "image_size",
           "cache_size", "crop_scale", "batch_size", "epochs", "lr_milestones", "lr_gamma", "prior_bias",
           "val_fraction", "seed", "amp"]
 paper = paper_recipe().to_dict()
@@ -174,7 +177,13 @@ recipe
 #
 # - **AdamW** {cite}`loshchilov2019adamw` instead of SGD: it scales each weight's step by a
 #   running estimate of its gradient's size, which gets a network trained from scratch moving
-#   far sooner than plain momentum does.
+#   far sooner than plain momentum does. Its steps are about `lr` in size for every weight,
+#   whatever the gradient, and that has a side effect on att1: each of its scores (Eq. 2) sums
+#   thousands of weighted inputs, so thousands of same-signed steps of $10^{-3}$ add up to scores
+#   of several tens within an epoch, where the sigmoid of Eq. 3 is flat at 0 or 1 and the
+#   attention stops doing anything. The attention branch therefore learns at a hundredth of the
+#   rate (`attention_lr_scale`), which keeps its scores in the sigmoid's working range
+#   (chapter 9 measures them).
 # - **Milder crops** (`crop_scale`: 50-100 % of the image instead of 8-100 %): a crop of a
 #   tenth of a 73-pixel image rarely holds the finding its labels promise.
 # - **Classifiers that start at the class frequencies** (`prior_bias`): each bias starts at the
@@ -439,7 +448,7 @@ pd.Series({
 # backbone = "resnet50"        # or "densenet121"
 # attention = "att1"           # or "att2"
 # weights = "imagenet"
-# optimizer, lr = "sgd", 0.01
+# optimizer, lr, attention_lr_scale = "sgd", 0.01, 1
 # image_size, cache_size, crop_scale = 224, 256, [0.08, 1.0]
 # batch_size, epochs, lr_milestones = 64, 30, [20]
 # prior_bias = False

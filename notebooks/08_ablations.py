@@ -68,6 +68,7 @@ attentions = ["att1", "att2"]  # the attention branches of Table 2
 weights = None              # full scale: "imagenet"
 optimizer = "adamw"         # full scale: "sgd" (chapter 6 explains the fast mode's choices)
 lr = 1e-3                   # full scale: 0.01
+attention_lr_scale = 0.01   # the attention branch learns at lr * this; full scale: 1
 image_size = 64             # full scale: 224
 cache_size = 73             # full scale: 256
 crop_scale = [0.5, 1.0]     # full scale: [0.08, 1.0]
@@ -148,6 +149,7 @@ def ablation_config(attention, variant, run_seed=seed):
         crop_scale=crop_scale,
         prior_bias=prior_bias,
         lr=lr,
+        attention_lr_scale=attention_lr_scale,
         lr_milestones=lr_milestones,
         max_train_images=max_train_images,
         amp=amp,
@@ -342,7 +344,8 @@ plt.show()
 # intervals of the mean AUC to the order of the paper's gaps. Run the chapter with the
 # paper's parameters (`backbone="resnet50"`, `weights="imagenet"`, `image_size=224`,
 # `cache_size=256`, `batch_size=64`, `epochs=30`, `lr_milestones=[20]`,
-# `max_train_images=None`, `optimizer="sgd"`, `crop_scale=[0.08, 1.0]`, `prior_bias=False`:
+# `max_train_images=None`, `optimizer="sgd"`, `attention_lr_scale=1`, `crop_scale=[0.08, 1.0]`,
+# `prior_bias=False`:
 # seven 30-epoch runs, so put `runs_dir` on storage that survives the session;
 # `benchmarks/end_to_end.py` projects the time of one on your GPU, as the book's performance page
 # explains), and, to judge the methods rather than single runs, repeat it with a few seeds.

@@ -66,6 +66,7 @@ variant = "cral"       # the full model (chapter 8 trains the ablations)
 weights = None         # full scale: "imagenet"
 optimizer = "adamw"    # full scale: "sgd"
 lr = 1e-3              # full scale: 0.01
+attention_lr_scale = 0.01  # full scale: 1 (the attention branch learns at lr times this)
 image_size = 64        # side of the network's input crop; full scale: 224
 cache_size = 73        # side of the cached (resized) images; full scale: 256
 crop_scale = [0.5, 1.0]  # full scale: [0.08, 1.0]
@@ -104,6 +105,7 @@ config = fast_recipe(
     weights=weights,
     optimizer=optimizer,
     lr=lr,
+    attention_lr_scale=attention_lr_scale,
     image_size=image_size,
     cache_size=cache_size,
     crop_scale=crop_scale,
@@ -362,13 +364,14 @@ print(f"below 0.01: {(values < 0.01).mean():.1%}; above 0.99: {(values > 0.99).m
 # Where most values sit at an end, the map has stopped doing anything: with $a^c \approx 0$ the
 # residual form $(1 + a^c) \odot F$ of Eq. 5 is just $F$, and class $c$'s classifier sees the
 # plain average of the features (with $a^c \approx 1$, twice that). The sigmoid's gradient
-# $a^c(1 - a^c)$ is then almost zero too, so training cannot easily bring the map back. This
-# is what a short run from random weights can do, and it is where the residual form earns its
-# place: the network still classifies with the features alone, whereas the product $A \odot F$
-# without the residual (Eq. 4, the *w/o residual* ablation) would multiply the features by
-# almost zero (chapter 8 trains that ablation). The figures above scale each map to its own
-# range, so they show whatever small variation is left; read them with the ranges in their
-# titles. At full scale, from ImageNet weights, the same cell says whether the maps are in use.
+# $a^c(1 - a^c)$ is then almost zero too, so training cannot easily bring the map back. AdamW
+# at the full learning rate does this to att1 within an epoch of a run from random weights,
+# which is why the fast mode trains the attention branch at a hundredth of the rate (chapter
+# 6). Saturation is also where the residual form earns its place: the network still classifies
+# with the features alone, whereas the product $A \odot F$ without the residual (Eq. 4, the
+# *w/o residual* ablation of chapter 8) would multiply the features by almost zero. The
+# figures above scale each map to its own range; read them with the ranges in their titles.
+# At full scale, from ImageNet weights, the same cell says whether the maps are in use.
 
 # %% [markdown]
 # ## The top-8 predictions (the paper's Fig. 6)

@@ -22,7 +22,31 @@ def test_paper_recipe_defaults():
     assert c.lr_milestones == (20,) and c.lr_gamma == 0.1
     assert (c.image_size, c.cache_size) == (224, 256)
     assert (c.backbone, c.attention, c.variant, c.weights) == ("resnet50", "att1", "cral", "imagenet")
+    assert c.optimizer == "sgd" and c.attention_lr_scale == 1.0
     c.validate()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_attention_branch_gets_its_own_learning_rate(optimizer):
+    from cral_lib.models import build_model
+    from cral_lib.train.loop import make_optimizer
+
+    model = build_model(backbone="resnet18", attention="att1", variant="cral", weights=None)
+    one = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_lr_scale=1.0))
+    assert len(one.param_groups) == 1 and one.param_groups[0]["lr"] == 1e-3
+    two = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_lr_scale=0.01))
+    rest, att = two.param_groups
+    assert rest["lr"] == 1e-3 and att["lr"] == pytest.approx(1e-5)
+    assert {id(p) for p in att["params"]} == {id(p) for p in model.attention.parameters()}
+    assert len(rest["params"]) + len(att["params"]) == len(list(model.parameters()))
+    # the schedule divides both groups alike
+    sched = torch.optim.lr_scheduler.MultiStepLR(two, milestones=[1], gamma=0.1)
+    two.step()
+    sched.step()
+    assert [g["lr"] for g in two.param_groups] == pytest.approx([1e-4, 1e-6])
+    # a model without an attention branch has one group whatever the scale
+    plain = build_model(backbone="resnet18", attention="none", variant="no_attention", weights=None)
+    assert len(make_optimizer(plain, fast_recipe(data_dir="x", attention_lr_scale=0.01)).param_groups) == 1
 
 
 @pytest.mark.parametrize(
@@ -41,6 +65,7 @@ def test_paper_recipe_defaults():
         ({"max_train_images": 3}, "max_train_images=3"),
         ({"optimizer": "adam"}, "optimizer='adam'"),
         ({"crop_scale": (0.5, 0.2)}, "crop_scale=(0.5, 0.2)"),
+        ({"attention_lr_scale": 0.0}, "attention_lr_scale=0.0 must be > 0"),
     ],
 )
 def test_bad_values_are_named(changes, message):

@@ -109,13 +109,26 @@ def subset_train(split: SplitData, n: int | None, seed: int) -> SplitData:
 
 
 def make_optimizer(model, config: TrainConfig):
-    """The optimizer a config asks for: the paper's SGD with momentum, or AdamW."""
+    """The optimizer a config asks for: the paper's SGD with momentum, or AdamW.
+
+    The parameters of the attention branch (``model.attention``) form a second group that
+    learns at ``config.lr * config.attention_lr_scale`` when that scale is not 1; the learning
+    rate schedule scales both groups alike.
+    """
     import torch
 
+    attention = getattr(model, "attention", None)
+    if config.attention_lr_scale != 1 and attention is not None:
+        own = {id(p) for p in attention.parameters()}
+        params = [
+            {"params": [p for p in model.parameters() if id(p) not in own]},
+            {"params": list(attention.parameters()), "lr": config.lr * config.attention_lr_scale},
+        ]
+    else:
+        params = model.parameters()
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 # ----------------------------------------------------------------------------- precision
