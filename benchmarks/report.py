@@ -70,8 +70,8 @@ def model_step_table(results: list[tuple[str, dict]]) -> str:
                  _fmt(row.get("vs_plain"), ".2f"), _fmt(row["gflops_per_image"], ".2f"), _fmt(row["saved_mb"], ",.0f"),
                  _fmt(row["literal_tensor_mb"], ",.1f")] for row in r["rows"]]
 
-    return _blocks(results, caption, ["backbone", "model", "precision", "img/s", "vs plain", "GFLOPs", "saved, MB",
-                                      "Eq. 4 tensor, MB"], rows)
+    return _blocks(results, caption, ["backbone", "model", "precision", "img/s", "vs plain", "GFLOPs", "saved, MiB",
+                                      "Eq. 4 tensor, MiB"], rows)
 
 
 def end_to_end_table(results: list[tuple[str, dict]]) -> str:
