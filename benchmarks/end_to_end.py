@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import device_name
 
 #: training images per epoch of the paper's recipe (86,524 train_val images; ~10% of the
 #: patients held out for validation leaves about 77,872 — the figure used for projections)
@@ -80,12 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def release(args: argparse.Namespace, workdir: Path) -> Path:

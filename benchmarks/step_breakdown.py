@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import device_name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,8 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"profile: {out / 'trace.json'} (Chrome trace), {out / 'operators.txt'} (top operators)")
 
     step_s = sum(parts.values()) / args.steps
-    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)")
+    name = device_name(device)
     print(f"{name}: {args.backbone} + {args.attention}, {args.image_size} px crops of {args.cache_size} px, "
           f"batch {args.batch_size}, precision {'fp32' if dtype is None else str(dtype).replace('torch.', '')}")
     for k, v in parts.items():

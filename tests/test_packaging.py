@@ -90,7 +90,8 @@ def test_import_is_light():
 
 
 #: the console script that pip installed beside this interpreter (the environment need not be activated)
-CRAL = str(Path(sys.executable).with_name("cral")) if Path(sys.executable).with_name("cral").exists() else "cral"
+_SCRIPT = Path(sys.executable).with_name("cral")
+CRAL = str(_SCRIPT) if _SCRIPT.exists() else "cral"
 
 
 @pytest.mark.parametrize("argv", [[CRAL, "--help"], [sys.executable, "-m", "cral_lib", "--help"]])

@@ -118,6 +118,12 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else {}
 
 
+def is_complete_cache(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a cache whose build finished (``complete: true`` in its cache.json)."""
+    meta = _read_meta(Path(path))
+    return bool(meta and meta.get("complete"))
+
+
 def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
@@ -814,6 +820,7 @@ __all__ = [
     "ImageCache",
     "build_cache",
     "default_cache_dir",
+    "is_complete_cache",
     "names_fingerprint",
     "release_fingerprint",
     "release_names",

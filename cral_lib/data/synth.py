@@ -611,15 +611,10 @@ def looks_like_release(folder: str | os.PathLike) -> bool:
     has_images = (folder / "images").is_dir() or any(
         p.is_dir() and _FOLDER_RE.match(p.name) for p in folder.iterdir()
     )
-    has_cache = any(_cache_complete(p) for p in (folder / "cache").glob("*") if p.is_dir())
+    from .cache import is_complete_cache
+
+    has_cache = any(is_complete_cache(p) for p in (folder / "cache").glob("*") if p.is_dir())
     return has_csv and (has_images or has_cache)
-
-
-def _cache_complete(path: Path) -> bool:
-    try:
-        return bool(json.loads((path / "cache.json").read_text()).get("complete"))
-    except (OSError, ValueError):
-        return False
 
 
 def resolve_data_dir(

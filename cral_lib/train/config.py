@@ -255,9 +255,9 @@ def fast_recipe(**overrides: Any) -> TrainConfig:
     Only for seeing everything run and learn: the paper's recipe is :func:`paper_recipe`.
     """
     base = dict(
-        backbone="resnet18", weights=None, optimizer="adamw", lr=1e-3, attention_lr_scale=0.01, epochs=6,
-        lr_milestones=(5,),
-        batch_size=16, image_size=64, cache_size=73, crop_scale=(0.5, 1.0), prior_bias=True, eval_batch_size=64,
+        backbone="resnet18", weights=None, optimizer="adamw", lr=1e-3, attention_lr_scale=0.01,
+        epochs=6, lr_milestones=(5,), batch_size=16, image_size=64, cache_size=73, crop_scale=(0.5, 1.0),
+        prior_bias=True, eval_batch_size=64,
     )
     base.update(overrides)
     return TrainConfig(**base)
