@@ -316,6 +316,26 @@ def test_resolve_data_dir_argument(dataset, tmp_path, capsys, monkeypatch):
         resolve_data_dir(tmp_path / "empty")
 
 
+def test_a_folder_with_the_csv_and_a_finished_cache_is_a_data_folder(dataset, tmp_path):
+    """What `cral download --cache-only` leaves (CSV, lists, cache; no PNGs) counts; a cache still building does not."""
+    import json
+    import shutil
+
+    from cral_lib.data import build_cache
+    from cral_lib.data.synth import looks_like_release
+
+    folder = tmp_path / "cache_only"
+    folder.mkdir()
+    for f in dataset.glob("*.csv"):
+        shutil.copy(f, folder / f.name)
+    assert not looks_like_release(folder)
+    cache = build_cache(dataset, folder / "cache" / "64", size=64, progress=False)
+    assert looks_like_release(folder)
+    meta = json.loads((cache / "cache.json").read_text())
+    (cache / "cache.json").write_text(json.dumps({**meta, "complete": False}))
+    assert not looks_like_release(folder)
+
+
 def test_resolve_data_dir_environment(dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CRAL_DATA_DIR", str(dataset))
     assert resolve_data_dir() == dataset
