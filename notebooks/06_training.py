@@ -56,8 +56,8 @@ cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the book's fast mode: they train on a 2-core CPU in about four minutes. The
-# comment beside each knob gives the paper's value (Section 4.2); on a GPU with the real
+# The defaults are the book's fast mode: they train on a 2-core CPU in about three and a half
+# minutes. The comment beside each knob gives the paper's value (Section 4.2); on a GPU with the real
 # dataset, change only these values (papermill overrides any of them with `-p name value`, and
 # the section "Full scale" below lists them together). Chapters 7, 9 and 10 use the same
 # training parameters: the same values give the same run folder, so they reuse this run instead
