@@ -7,7 +7,7 @@ For each backbone it times, in one run and on the same random data:
 - the same CRAL models with the literal head of Eq. 4-9 (``reference.py``), which builds the
   ``B x C x N x h x w`` tensor;
 
-each in float32 and in mixed precision with ``channels_last`` (bf16 where supported, else
+each in float32 and in mixed precision with ``channels_last`` (bf16 where native, else
 fp16 with a gradient scaler). It reports images per second, the throughput relative to the
 plain head (same backbone, same precision), the forward GFLOP per image (convolutions and
 matrix products, counted by ``torch.utils.flop_counter``), the peak memory
@@ -42,6 +42,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cral_lib.models import build_model, cral_loss
+from cral_lib.train.loop import amp_settings
 
 NUM_CLASSES = 14
 
@@ -74,8 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
+    """What the training loop's ``amp="auto"`` uses on a GPU (bf16 where native, else fp16); bf16 on a CPU."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return amp_settings("auto", device)[0]
     return torch.bfloat16
 
 

@@ -400,8 +400,9 @@ except CheckpointError as err:
 #
 # - **Mixed precision** (`amp`). Under `torch.autocast`, convolutions and matrix products run in
 #   16-bit floats on the tensor cores, and the weights, the loss and the optimizer stay in 32
-#   bits {cite}`micikevicius2018mixed`. `amp="auto"` picks bfloat16 on GPUs that support it
-#   (Ampere and newer): it has float32's range, so nothing else changes. Older GPUs get float16,
+#   bits {cite}`micikevicius2018mixed`. `amp="auto"` picks bfloat16 on GPUs that compute in it
+#   natively (Ampere and newer: A100, L4, H100): it has float32's range, so nothing else changes.
+#   Older GPUs (Colab's T4, a V100) only emulate bfloat16, slowly, so they get float16,
 #   whose small range can flush small gradients to zero; a gradient scaler multiplies the loss
 #   before the backward pass and divides the gradients before the step, skipping steps whose
 #   gradients overflowed. On a CPU, `auto` means full precision. The loss of Eq. 10 is always

@@ -167,3 +167,50 @@ def test_unwritable_folder_and_full_disk(tmp_path, monkeypatch):
         ckpt.check_writable(tmp_path / "run", 500 << 20)
     ckpt.check_writable(tmp_path / "run", 1 << 20)
     assert Path(tmp_path / "run").is_dir()
+
+
+class _FakeGPU:
+    """Stand-ins for torch.cuda's device queries: one GPU of a given compute capability."""
+
+    def __init__(self, monkeypatch, capability, name, hip=None):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        # what torch answers on a T4: bf16 "supported" because it can be emulated
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+        monkeypatch.setattr(torch.version, "hip", hip)
+
+
+@pytest.mark.parametrize(
+    "capability, name, expected",
+    [((7, 5), "Tesla T4", (torch.float16, True)), ((7, 0), "Tesla V100", (torch.float16, True)),
+     ((8, 0), "A100", (torch.bfloat16, False)), ((9, 0), "H100", (torch.bfloat16, False))],
+)
+def test_auto_precision_uses_bf16_only_where_it_is_native(monkeypatch, capability, name, expected):
+    from cral_lib.train.loop import amp_settings, native_bf16
+
+    _FakeGPU(monkeypatch, capability, name)
+    assert native_bf16("cuda") == (capability[0] >= 8)
+    assert amp_settings("auto", torch.device("cuda")) == expected
+    assert amp_settings("auto", "cuda:0") == expected
+    assert amp_settings("fp16", "cuda") == (torch.float16, True)
+    assert amp_settings("off", "cuda") == (None, False)
+
+
+def test_explicit_bf16_on_an_emulating_gpu_warns_and_names_it(monkeypatch):
+    from cral_lib.train.loop import amp_settings
+
+    _FakeGPU(monkeypatch, (7, 5), "Tesla T4")
+    with pytest.warns(UserWarning, match=r"Tesla T4.*7\.5.*amp='fp16'"):
+        assert amp_settings("bf16", "cuda") == (torch.bfloat16, False)
+
+
+def test_precision_on_the_cpu():
+    from cral_lib.train.loop import amp_settings, native_bf16
+
+    assert not native_bf16("cpu")
+    assert amp_settings("auto", "cpu") == (None, False)
+    assert amp_settings("bf16", "cpu") == (torch.bfloat16, False)
+    with pytest.raises(ConfigError, match="amp='fp16' needs a GPU"):
+        amp_settings("fp16", "cpu")

@@ -73,7 +73,7 @@ class TrainConfig:
         cache_size: side of the cached images the crops are taken from (paper: 256).
         val_fraction: share of the train_val patients held out for validation.
         seed: seed of the validation split, the shuffling, the augmentation and the initialization.
-        amp: mixed precision: ``auto`` (bf16 where supported, else fp16 with a gradient scaler,
+        amp: mixed precision: ``auto`` (bf16 on GPUs with native bf16, else fp16 with a gradient scaler,
             on GPU; off on CPU), ``bf16``, ``fp16`` or ``off``.
         channels_last: use the channels-last memory format (``None``: on GPU only).
         compile: wrap the model in ``torch.compile``.

@@ -134,16 +134,51 @@ def make_optimizer(model, config: TrainConfig):
 # ----------------------------------------------------------------------------- precision
 
 
-def amp_settings(amp: str, device) -> tuple[Any, bool]:
-    """Return (autocast dtype or None, whether a gradient scaler is needed)."""
+def native_bf16(device) -> bool:
+    """Whether a CUDA device computes in bfloat16 natively (Ampere, compute capability 8.0, and newer).
+
+    ``torch.cuda.is_bf16_supported()`` also says True where bfloat16 is only emulated (a T4 or a
+    V100, compute capability 7.x): it runs there, but far slower than float16, so mixed precision
+    must not choose it. ROCm GPUs count as native.
+    """
     import torch
 
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return True
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_capability(index)[0] >= 8
+
+
+def amp_settings(amp: str, device) -> tuple[Any, bool]:
+    """Return (autocast dtype or None, whether a gradient scaler is needed).
+
+    ``auto``: bfloat16 on GPUs with native bfloat16, float16 with a gradient scaler on older
+    GPUs (Colab's T4), full precision on the CPU.
+    """
+    import warnings
+
+    import torch
+
+    device = torch.device(device)
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return None, False
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    if amp == "auto":
+        return (torch.bfloat16, False) if native_bf16(device) else (torch.float16, True)
+    if amp == "bf16":
+        if device.type == "cuda" and not native_bf16(device):
+            name = torch.cuda.get_device_name(device)
+            warnings.warn(
+                f"amp='bf16' on {name}, which has no native bfloat16 (compute capability "
+                f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}): it is emulated and slow; "
+                "amp='fp16' or 'auto' is much faster there",
+                stacklevel=2,
+            )
         return torch.bfloat16, False
-    if amp == "fp16" and device.type == "cpu":
-        raise ConfigError("amp='fp16' needs a GPU; on the CPU use amp='bf16' or 'off'")
+    if device.type == "cpu":
+        raise ConfigError(f"amp='fp16' needs a GPU (device {device}); on the CPU use amp='bf16' or 'off'")
     return torch.float16, True
 
 
@@ -535,4 +570,4 @@ def read_history(run_dir: str | Path):
     return pd.DataFrame(rows)
 
 
-__all__ = ["train", "RunResult", "predict", "mean_auc", "amp_settings", "read_history", "open_cache", "load_split"]
+__all__ = ["train", "RunResult", "predict", "mean_auc", "amp_settings", "native_bf16", "read_history", "open_cache", "load_split"]
