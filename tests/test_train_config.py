@@ -214,3 +214,26 @@ def test_precision_on_the_cpu():
     assert amp_settings("bf16", "cpu") == (torch.bfloat16, False)
     with pytest.raises(ConfigError, match="amp='fp16' needs a GPU"):
         amp_settings("fp16", "cpu")
+
+
+def test_collectives_use_the_gpu_under_nccl_and_the_cpu_under_gloo(monkeypatch):
+    """NCCL reduces only CUDA tensors: a CPU tensor there fails with "No backend type associated with device type cpu"."""
+    import torch.distributed as dist
+
+    from cral_lib.train.distributed import DistInfo, all_reduce_mean, collective_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
+    assert collective_device() == torch.device("cuda", 1)
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    assert collective_device() == torch.device("cpu")
+
+    seen = []
+
+    def fake_all_reduce(t, op=None, group=None, async_op=False):
+        seen.append(t.device)
+        t.mul_(2)  # two processes holding the same value
+
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    assert all_reduce_mean(DistInfo(rank=0, world_size=2), 0.25) == 0.25
+    assert seen == [torch.device("cpu")]

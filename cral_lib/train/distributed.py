@@ -68,7 +68,9 @@ def setup(device: str = "auto") -> tuple[DistInfo, "torch.device"]:  # noqa: F82
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        # NCCL binds this process to its GPU at once (barriers then need no guess of the device)
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
+                                device_id=dev if dev.type == "cuda" else None)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank), dev
 
 
@@ -98,6 +100,17 @@ def broadcast(info: DistInfo, obj: Any) -> Any:
     return box[0]
 
 
+def collective_device() -> "torch.device":  # noqa: F821
+    """Where tensors for a collective must live: this process's GPU under NCCL (which cannot
+    reduce CPU tensors), the CPU under gloo."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_mean(info: DistInfo, value: float) -> float:
     """Average a number over processes."""
     import torch
@@ -105,7 +118,7 @@ def all_reduce_mean(info: DistInfo, value: float) -> float:
 
     if not info.enabled:
         return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
 
@@ -144,4 +157,5 @@ def gather_rows(info: DistInfo, positions: np.ndarray, values: np.ndarray, total
     return out
 
 
-__all__ = ["DistInfo", "resolve_device", "setup", "cleanup", "barrier", "broadcast", "all_reduce_mean", "gather_rows"]
+__all__ = ["DistInfo", "resolve_device", "setup", "cleanup", "barrier", "broadcast", "all_reduce_mean", "gather_rows",
+           "collective_device"]
