@@ -210,7 +210,14 @@ def _resample(
     device = x.device
     if device.type != "cpu":
         x = x.float()  # the mixed uint8/float kernels are used (and tested) on the CPU only
-    on_device = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device, non_blocking=True)  # noqa: E731
+    def on_device(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        if device.type == "cuda":
+            # from pinned memory the copy is asynchronous; from ordinary memory CUDA first waits
+            # for the GPU to finish its queued work, so the CPU could not prepare the next batch
+            t = t.pin_memory()
+        return t.to(device, non_blocking=True)
+
     y = _pass(x, on_device(rows[0]), on_device(rows[1]))  # (B, Oh, W)
     y = y.transpose(1, 2).contiguous()  # (B, W, Oh): columns become rows
     return _pass(y, on_device(cols[0]), on_device(cols[1])).transpose(1, 2)  # (B, Oh, Ow), a view
@@ -253,9 +260,9 @@ def _normalize(z: torch.Tensor, channels_last: bool) -> torch.Tensor:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     out = torch.empty((b, 3, h, w), dtype=torch.float32, device=z.device, memory_format=memory_format)
     for c in range(3):
-        # (z / 255 - mean) / std = shift + scale * z, in one pass per channel
-        shift = torch.tensor(-IMAGENET_MEAN[c] / IMAGENET_STD[c], device=z.device)
-        torch.add(shift, z, alpha=1.0 / (255.0 * IMAGENET_STD[c]), out=out[:, c])
+        # (z / 255 - mean) / std = scale * z + shift, with Python numbers only: a tensor made on a
+        # GPU here would be a host-to-device copy that waits for all the GPU's queued work
+        torch.mul(z, 1.0 / (255.0 * IMAGENET_STD[c]), out=out[:, c]).add_(-IMAGENET_MEAN[c] / IMAGENET_STD[c])
     return out
 
 
