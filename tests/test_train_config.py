@@ -237,3 +237,39 @@ def test_collectives_use_the_gpu_under_nccl_and_the_cpu_under_gloo(monkeypatch):
     monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
     assert all_reduce_mean(DistInfo(rank=0, world_size=2), 0.25) == 0.25
     assert seen == [torch.device("cpu")]
+
+
+def test_predictions_use_full_precision_on_the_cpu_and_no_emulated_bf16(monkeypatch):
+    """A run trained with fp16 on a GPU can be evaluated on a CPU; a bf16 run on a T4 predicts in fp16."""
+    from cral_lib.train.evaluate import eval_precision
+
+    for amp in ("auto", "bf16", "fp16", "off"):
+        assert eval_precision(amp, "cpu") is None
+    _FakeGPU(monkeypatch, (7, 5), "Tesla T4")
+    assert eval_precision("bf16", "cuda") == torch.float16
+    assert eval_precision("fp16", "cuda") == torch.float16
+    assert eval_precision("off", "cuda") is None
+    _FakeGPU(monkeypatch, (9, 0), "H100")
+    assert eval_precision("bf16", "cuda") == torch.bfloat16
+    assert eval_precision("auto", "cuda:0") == torch.bfloat16
+
+
+def test_a_bad_loss_on_one_process_stops_every_process(monkeypatch):
+    """any_process takes the maximum over processes, so no process waits forever for one that stopped."""
+    import torch.distributed as dist
+
+    from cral_lib.train.distributed import DistInfo, any_process
+
+    one = DistInfo()
+    assert not bool(any_process(one, torch.zeros((), dtype=torch.bool)))
+    assert bool(any_process(one, torch.ones((), dtype=torch.bool)))
+
+    monkeypatch.setattr(dist, "get_backend", lambda group=None: "gloo")
+    other_process_saw_nan = torch.tensor(1, dtype=torch.int32)
+
+    def fake_all_reduce(t, op=None, group=None, async_op=False):
+        assert op == dist.ReduceOp.MAX and t.dtype == torch.int32
+        torch.maximum(t, other_process_saw_nan, out=t)
+
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    assert bool(any_process(DistInfo(rank=0, world_size=2), torch.zeros((), dtype=torch.bool)))

@@ -17,9 +17,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
+
+
+#: How long a process waits for the others in a collective before the job fails. Longer than
+#: PyTorch's 10 minutes for NCCL because the other processes wait while the main one builds
+#: the image cache (build it first with ``cral prepare`` to skip that wait).
+TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ def setup(device: str = "auto") -> tuple[DistInfo, "torch.device"]:  # noqa: F82
     if not dist.is_initialized():
         # NCCL binds this process to its GPU at once (barriers then need no guess of the device)
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
-                                device_id=dev if dev.type == "cuda" else None)
+                                device_id=dev if dev.type == "cuda" else None, timeout=TIMEOUT)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank), dev
 
 
@@ -123,6 +130,33 @@ def all_reduce_mean(info: DistInfo, value: float) -> float:
     return float(t.item()) / info.world_size
 
 
+def any_process(info: DistInfo, flag: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+    """A boolean tensor that is True on every process when it is True on any (one GPU: ``flag``)."""
+    import torch.distributed as dist
+
+    if not info.enabled:
+        return flag
+    import torch
+
+    t = flag.to(collective_device(), dtype=torch.int32)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.bool()
+
+
+def broadcast_buffers(info: DistInfo, module) -> None:
+    """Give every process the main process's buffers (BatchNorm running statistics).
+
+    DDP copies them from the main process only at the start of each training forward, so after
+    an epoch each process holds the statistics of its own last batch.
+    """
+    import torch.distributed as dist
+
+    if not info.enabled:
+        return
+    for buf in module.buffers():
+        dist.broadcast(buf, src=0)
+
+
 def gather_rows(info: DistInfo, positions: np.ndarray, values: np.ndarray, total: int) -> np.ndarray:
     """Put every process's rows of a prediction matrix in place.
 
@@ -158,4 +192,4 @@ def gather_rows(info: DistInfo, positions: np.ndarray, values: np.ndarray, total
 
 
 __all__ = ["DistInfo", "resolve_device", "setup", "cleanup", "barrier", "broadcast", "all_reduce_mean", "gather_rows",
-           "collective_device"]
+           "collective_device", "any_process", "broadcast_buffers"]

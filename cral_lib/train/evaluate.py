@@ -23,7 +23,7 @@ from ..errors import CheckpointError, ConfigError
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .distributed import cleanup, gather_rows, setup
-from .loop import amp_settings, load_split, open_cache, predict
+from .loop import amp_settings, load_split, native_bf16, open_cache, predict
 
 
 @dataclass
@@ -90,6 +90,23 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any =
     return model, config, state
 
 
+def eval_precision(amp: str, device):
+    """The autocast dtype for predictions of a run trained with ``amp``, on ``device``.
+
+    The training precision on a GPU, except bfloat16 where the GPU only emulates it (float16
+    then, which needs no gradient scaler for predictions); full precision on a CPU, so that a
+    run trained with ``fp16`` on a GPU can be evaluated anywhere.
+    """
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if amp == "bf16" and not native_bf16(device):
+        amp = "auto"
+    return amp_settings(amp, device)[0]
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -147,7 +164,7 @@ def evaluate_run(
             device=dev, rank=info.rank, world_size=info.world_size,
         )
         transform = TestTransform(size=config.image_size, resize=round(config.image_size * 256 / 224))
-        amp_dtype, _ = amp_settings(config.amp, dev)
+        amp_dtype = eval_precision(config.amp, dev)
         pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
                                 desc=f"predict {split}")
         probs = gather_rows(info, pos, probs, len(data.rows))
@@ -225,5 +242,5 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
     return paired_bootstrap(y_a, p_a, p_b, n_boot=n_boot, seed=seed)
 
 
-__all__ = ["EvalResult", "evaluate_run", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
+__all__ = ["EvalResult", "eval_precision", "evaluate_run", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
            "compare_runs"]

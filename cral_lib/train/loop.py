@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import CheckpointError, ConfigError, TrainingError
 from . import checkpoint as ckpt
 from .config import RESUMABLE_FIELDS, TrainConfig
-from .distributed import all_reduce_mean, barrier, broadcast, cleanup, gather_rows, setup
+from .distributed import (all_reduce_mean, any_process, barrier, broadcast, broadcast_buffers, cleanup,
+                          gather_rows, setup)
 
 
 @dataclass
@@ -402,14 +403,16 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
         if info.is_main:
             config.save(out / "config.yaml")
 
+        # Predictions run on each process's shard without DDP's synchronization. torch.compile
+        # wraps DDP, not the reverse, so that gradient all-reduces overlap the compiled backward.
         net = model
-        if config.compile:
-            net = torch.compile(net)
-        eval_net = net  # predictions run on each process's shard without DDP's synchronization
         if info.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        eval_net = model
+        if config.compile:
+            net, eval_net = torch.compile(net), torch.compile(model)
 
         def save(path: Path, epoch: int, batch: int) -> None:
             state = {
@@ -475,7 +478,7 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
                 bad |= ~torch.isfinite(loss.detach())
                 checkpoint_now = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
                 if since_log == config.log_every or checkpoint_now or b == n_batches - 1:
-                    if bool(bad):
+                    if bool(any_process(info, bad)):  # every process stops together, none waits forever
                         raise TrainingError(
                             f"the loss became {float(loss.detach()):.4g} at epoch {epoch + 1}, batch {b + 1} (step {step}); "
                             f"training stopped and {last_path} is the last good checkpoint. Try a smaller --lr, "
@@ -500,8 +503,10 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
             train_loss = all_reduce_mean(info, epoch_loss_sum / max(epoch_seen, 1))
             rate = images * info.world_size / max(train_seconds, 1e-9)
 
-            # ---- validation on every process's shard, gathered
+            # ---- validation on every process's shard, gathered; every process first takes the
+            # main process's BatchNorm statistics, the ones its checkpoint holds
             t1 = time.perf_counter()
+            broadcast_buffers(info, model)
             pos, probs, val_loss = predict(eval_net, val_loader, test_tf, device, amp_dtype, progress=show, desc="validate")
             probs = gather_rows(info, pos, probs, len(val_split.rows))
             val_loss = all_reduce_mean(info, val_loss)
