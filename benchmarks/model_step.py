@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     row = run_one(args, device, backbone, attention, head, precision)
                 except torch.cuda.OutOfMemoryError:
-                    row = {"backbone": backbone, "model": f"CRAL {attention}", "head": head,
+                    model_name = "plain GAP+FC" if attention == "none" else f"CRAL {attention}"
+                    row = {"backbone": backbone, "model": model_name, "head": "-" if attention == "none" else head,
                            "precision": precision_label(precision, device), "images_per_s": float("nan"),
                            "ms_per_step": float("nan"), "gflops_per_image": None, "peak_mb": None,
                            "saved_mb": None, "literal_tensor_mb": None, "error": "out of memory"}

@@ -216,9 +216,12 @@ def centre_gradient(net: torch.nn.Module, side: int) -> np.ndarray:
     """|d(sum over channels of F at the central position) / d(image)|, summed over RGB: (side, side)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(1, 3, side, side, generator=gen).to(device).requires_grad_()
-    F = net.to(device)(x)
-    h, w = F.shape[-2:]
-    F[0, :, h // 2, w // 2].sum().backward()
+    # without cuDNN: its Winograd and FFT kernels can leave rounding noise where the gradient is
+    # exactly zero, which would make the field look larger than it is
+    with torch.backends.cudnn.flags(enabled=False):
+        F = net.to(device)(x)
+        h, w = F.shape[-2:]
+        F[0, :, h // 2, w // 2].sum().backward()
     return x.grad[0].abs().sum(0).cpu().numpy()
 
 

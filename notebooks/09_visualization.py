@@ -246,7 +246,10 @@ with torch.no_grad():
     conv5 = model(inputs(fig5_idx), return_maps=True)["conv5"].float().cpu()
 by_hand = conv5.abs().amax(dim=1)
 torch.testing.assert_close(torch.from_numpy(viz.feature_heatmap(conv5)), by_hand)
-torch.testing.assert_close(by_hand, torch.from_numpy(heat[fig5_idx]), rtol=1e-4, atol=1e-5)
+# the same images in another batch size: on a GPU, cuDNN may choose another convolution algorithm
+# (in TF32 on Ampere and newer), which changes the last digits
+close = dict(rtol=1e-4, atol=1e-5) if dev.type == "cpu" else dict(rtol=1e-2, atol=1e-3)
+torch.testing.assert_close(by_hand, torch.from_numpy(heat[fig5_idx]), **close)
 print(f"conv5 {tuple(conv5.shape)}, never negative: {bool((conv5 >= 0).all())}; heatmaps {tuple(by_hand.shape)}")
 
 # %% [markdown]
