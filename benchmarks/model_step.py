@@ -112,7 +112,8 @@ def run_one(args: argparse.Namespace, device: torch.device, backbone: str, atten
     step_model = torch.compile(model) if args.compile else model
     dtype = amp_dtype(device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4,
+                                fused=(device.type == "cuda") or None)  # as the training loop
     gen = torch.Generator(device="cpu").manual_seed(1)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
     y = (torch.rand(args.batch_size, NUM_CLASSES, generator=gen) < 0.1).float()
