@@ -217,20 +217,23 @@ def predict(model, loader, transform, device, amp_dtype=None, progress: bool = F
     from tqdm.auto import tqdm
 
     model.eval()
-    pos_all, prob_all = [], []
-    loss_sum, count = 0.0, 0
+    pos_all, prob_all, loss_all = [], [], []
+    # kept on the device until the end: reading a value back after every batch would make the
+    # CPU wait for the GPU each time
+    count = 0
     with torch.inference_mode():
         for x, y, pos in tqdm(loader, desc=desc, leave=False, disable=not progress or bars_disabled()):
             x = transform(x)
             with autocast(device, amp_dtype):
                 logits = model(x)
             logits = logits.float()
-            loss_sum += float(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
+            loss_all.append(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
             count += y.numel()
-            prob_all.append(torch.sigmoid(logits).cpu().numpy())
+            prob_all.append(torch.sigmoid(logits))
             pos_all.append(pos.cpu().numpy() if hasattr(pos, "cpu") else np.asarray(pos))
     positions = np.concatenate(pos_all) if pos_all else np.zeros(0, dtype=np.int64)
-    probs = np.concatenate(prob_all) if prob_all else np.zeros((0, 0), dtype=np.float32)
+    probs = torch.cat(prob_all).cpu().numpy() if prob_all else np.zeros((0, 0), dtype=np.float32)
+    loss_sum = float(torch.stack(loss_all).cpu().double().sum()) if loss_all else 0.0
     return positions, probs, loss_sum / max(count, 1)
 
 
