@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from typing import Any
 
 import torch
+
+from cral_lib._io import atomic_write_text
 
 
 def device_name(device: torch.device) -> str:
@@ -13,3 +17,9 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def write_json(path: str | os.PathLike, result: Any) -> None:
+    """Write a benchmark's results (its ``--json PATH``), making the folder, and say where."""
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")

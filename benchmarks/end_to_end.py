@@ -28,14 +28,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import device_name
+from _common import device_name, write_json
 
 #: training images per epoch of the paper's recipe (86,524 train_val images; ~10% of the
 #: patients held out for validation leaves about 77,872 — the figure used for projections)
@@ -229,9 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "steps": args.steps, "dataset": str(root), "images": args.images if not args.data else None, "rows": rows,
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return result
 
 

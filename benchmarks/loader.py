@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -45,6 +44,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from cral_lib._io import default_workers
+
+from _common import write_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda, but torch finds no CUDA device")
     if args.workers is None:
-        args.workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        args.workers = default_workers()
     return args
 
 
@@ -215,9 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"},
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return result
 
 

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
 import platform
 import sys
 import time
@@ -43,6 +41,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cral_lib.models import build_model, cral_loss
 from cral_lib.train.loop import amp_settings
+
+from _common import write_json
 
 NUM_CLASSES = 14
 
@@ -214,12 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"device": name, "torch": torch.__version__, "batch_size": args.batch_size,
-                       "image_size": args.image_size, "warmup": args.warmup, "steps": args.steps,
-                       "compile": args.compile, "rows": rows}, f, indent=2)
-        print(f"wrote {args.json}")
+        write_json(args.json, {"device": name, "torch": torch.__version__, "batch_size": args.batch_size,
+                               "image_size": args.image_size, "warmup": args.warmup, "steps": args.steps,
+                               "compile": args.compile, "rows": rows})
     return 0
 
 

@@ -18,14 +18,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import device_name
+from _common import device_name, write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -153,9 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         "images_per_s": args.batch_size / step_s, "dataset": str(root),
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, result)
     return result
 
 

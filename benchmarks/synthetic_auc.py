@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_json
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,9 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         "history": json.loads(result.history.drop(columns=["val_auc_per_class"]).to_json(orient="records")),
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, summary)
     return summary
 
 
