@@ -172,3 +172,29 @@ def make_release(tmp_path: Path) -> Callable[..., Path]:
 def small_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One read-only 60-image release (nested layout, 32 px), shared by a whole test session."""
     return write_release(tmp_path_factory.mktemp("small_release") / "release", n_images=60, size=32)
+
+
+# --------------------------------------------------------------------------- training
+
+#: The training tests' recipe: 48 px crops of 56 px cached images (2 x 2 conv5 maps), a few
+#: seconds per epoch on 2 cores.
+TRAIN_SMALL = dict(backbone="resnet18", attention="att1", weights=None, image_size=48, cache_size=56, batch_size=16,
+                   eval_batch_size=64, lr=0.05, epochs=2, lr_milestones=(1,), max_train_images=64, log_every=1)
+
+
+@pytest.fixture(scope="session")
+def train_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 240-image synthetic release (64 px) with its 56 px cache, shared by the training tests."""
+    from cral_lib.data import build_cache, make_synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(root, n_images=240, image_size=64, seed=3, progress=False)
+    build_cache(root, size=56, progress=False, workers=1)
+    return root
+
+
+def train_config(release: Path, out: Path, **changes):
+    """A TrainConfig of :data:`TRAIN_SMALL` on ``release``, writing to ``out``, with ``changes``."""
+    from cral_lib.train import TrainConfig
+
+    return TrainConfig(data_dir=str(release), out_dir=str(out), **{**TRAIN_SMALL, **changes})

@@ -16,29 +16,18 @@ import numpy as np
 import pytest
 import torch
 
-from cral_lib.train import TrainConfig, evaluate_run, train
+from cral_lib.train import evaluate_run, train
 from cral_lib.train.loop import amp_settings, make_optimizer
+
+from conftest import train_config
 
 DEVICE = torch.device(os.environ.get("CRAL_GPU_TESTS_DEVICE", "cuda"))
 ON_CUDA = DEVICE.type == "cuda"
 pytestmark = pytest.mark.skipif(ON_CUDA and not torch.cuda.is_available(), reason="needs a CUDA device")
 
-SMALL = dict(backbone="resnet18", attention="att1", weights=None, image_size=64, cache_size=73, batch_size=32,
-             eval_batch_size=64, lr=0.05, epochs=1, lr_milestones=(1,), log_every=2)
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    from cral_lib.data import build_cache, make_synthetic
-
-    root = tmp_path_factory.mktemp("gpu_synthetic")
-    make_synthetic(root, n_images=400, image_size=96, seed=4, progress=False)
-    build_cache(root, size=73, progress=False, workers=1)
-    return root
-
-
-def config(release: Path, out: Path, **changes) -> TrainConfig:
-    return TrainConfig(data_dir=str(release), out_dir=str(out), device=str(DEVICE), **{**SMALL, **changes})
+def config(release: Path, out: Path, **changes):
+    """The training tests' small recipe (conftest.TRAIN_SMALL), one epoch, on this file's device."""
+    return train_config(release, out, device=str(DEVICE), **{"epochs": 1, **changes})
 
 
 @pytest.mark.skipif(not ON_CUDA, reason="about a GPU's precision")
@@ -50,7 +39,7 @@ def test_auto_precision_fits_this_gpu():
 
 
 @pytest.mark.parametrize("amp", ["auto", "fp16"])
-def test_a_training_step_never_waits_for_the_gpu(release, amp):
+def test_a_training_step_never_waits_for_the_gpu(train_release, amp):
     """Batch, augmentation, forward, loss, backward and optimizer step, with CUDA's sync check on.
 
     A step that waits for the GPU (``.item()``, a tensor made on the GPU from Python data, a
@@ -65,13 +54,13 @@ def test_a_training_step_never_waits_for_the_gpu(release, amp):
 
     if amp == "fp16" and not ON_CUDA:
         pytest.skip("fp16 needs a GPU")
-    cache = ImageCache.open(release, size=73)
-    cfg = config(release, Path("unused"), amp=amp)
+    cfg = config(train_release, Path("unused"), amp=amp)
+    cache = ImageCache.open(train_release, size=cfg.cache_size)
     rows = np.arange(len(cache.images))
     labels = np.zeros((len(rows), 14), dtype=np.float32)
     labels[::3, 2] = 1
-    loader = BatchLoader(cache, rows, labels, 32, shuffle=True, drop_last=True, device=DEVICE)
-    tf = TrainTransform(size=64, channels_last=ON_CUDA)
+    loader = BatchLoader(cache, rows, labels, cfg.batch_size, shuffle=True, drop_last=True, device=DEVICE)
+    tf = TrainTransform(size=cfg.image_size, channels_last=ON_CUDA)
     model = build_model(backbone="resnet18", attention="att1", weights=None).to(DEVICE)
     model = model.to(memory_format=torch.channels_last) if ON_CUDA else model
     optimizer = make_optimizer(model, cfg)
@@ -106,13 +95,13 @@ def test_a_training_step_never_waits_for_the_gpu(release, amp):
 
 
 @pytest.mark.parametrize("amp", ["auto", "fp16"])
-def test_train_on_the_device_and_evaluate_on_the_cpu(release, tmp_path, amp):
+def test_train_on_the_device_and_evaluate_on_the_cpu(train_release, tmp_path, amp):
     """A run trained with mixed precision on the GPU: finite losses, a checkpoint that evaluates on
     the CPU (full precision) to the GPU's probabilities."""
     if amp == "fp16" and not ON_CUDA:
         pytest.skip("fp16 needs a GPU")
     out = tmp_path / amp
-    result = train(config(release, out, amp=amp), progress=False, verbose=False)
+    result = train(config(train_release, out, amp=amp), progress=False, verbose=False)
     row = result.history.iloc[-1]
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) and row["images_per_s"] > 0
     on_device = evaluate_run(out, "test", n_boot=0, device=str(DEVICE), progress=False, write=False)
@@ -123,8 +112,8 @@ def test_train_on_the_device_and_evaluate_on_the_cpu(release, tmp_path, amp):
 
 
 @pytest.mark.skipif(not ON_CUDA, reason="compiling for the CPU is covered in test_models_runtime")
-def test_compiled_training_on_the_gpu(release, tmp_path):
-    plain = train(config(release, tmp_path / "eager"), progress=False, verbose=False)
-    compiled = train(config(release, tmp_path / "compiled", compile=True), progress=False, verbose=False)
+def test_compiled_training_on_the_gpu(train_release, tmp_path):
+    plain = train(config(train_release, tmp_path / "eager"), progress=False, verbose=False)
+    compiled = train(config(train_release, tmp_path / "compiled", compile=True), progress=False, verbose=False)
     # the same batches and initialization; kernels differ only in rounding
     np.testing.assert_allclose(compiled.history["train_loss"], plain.history["train_loss"], rtol=0.05)

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,23 +21,7 @@ from cral_lib.errors import CheckpointError, ConfigError, TrainingError
 from cral_lib.train import TrainConfig, evaluate_run, read_history, train
 from cral_lib.train import checkpoint as ckpt
 
-# 48 px crops of 56 px cached images: 2 x 2 conv5 maps, a few seconds per epoch on 2 cores.
-SMALL = dict(backbone="resnet18", attention="att1", weights=None, image_size=48, cache_size=56, batch_size=16,
-             eval_batch_size=64, lr=0.05, epochs=2, lr_milestones=(1,), max_train_images=64, log_every=1)
-
-
-@pytest.fixture(scope="session")
-def release(tmp_path_factory) -> Path:
-    from cral_lib.data import build_cache, make_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic(root, n_images=240, image_size=64, seed=3, progress=False)
-    build_cache(root, size=56, progress=False, workers=1)
-    return root
-
-
-def config(release: Path, out: Path, **changes) -> TrainConfig:
-    return TrainConfig(data_dir=str(release), out_dir=str(out), **{**SMALL, **changes})
+from conftest import train_config
 
 
 def _env() -> dict:
@@ -63,10 +46,10 @@ def _flags(cfg: TrainConfig) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def finished_run(release, tmp_path_factory):
+def finished_run(train_release, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "base"
     torch.set_num_threads(1)
-    result = train(config(release, out), progress=False, verbose=False)
+    result = train(train_config(train_release, out), progress=False, verbose=False)
     return out, result
 
 
@@ -87,30 +70,30 @@ def test_run_folder_contents(finished_run):
     assert TrainConfig.load(out / "config.yaml").to_dict() == state["config"]
 
 
-def test_existing_run_is_refused_and_finished_run_resumes_as_noop(finished_run, release):
+def test_existing_run_is_refused_and_finished_run_resumes_as_noop(finished_run, train_release):
     out, _ = finished_run
     before = (out / "checkpoints" / "last.pt").read_bytes()
     with pytest.raises(CheckpointError, match="already holds a run"):
-        train(config(release, out), progress=False, verbose=False)
-    result = train(config(release, out), resume=True, progress=False, verbose=False)
+        train(train_config(train_release, out), progress=False, verbose=False)
+    result = train(train_config(train_release, out), resume=True, progress=False, verbose=False)
     assert len(result.history) == 2
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
 
 
-def test_resume_refuses_other_config_and_other_data(finished_run, release, tmp_path):
+def test_resume_refuses_other_config_and_other_data(finished_run, train_release, tmp_path):
     out, _ = finished_run
     with pytest.raises(CheckpointError, match="another config \\(lr"):
-        train(config(release, out, lr=0.2), resume=True, progress=False, verbose=False)
+        train(train_config(train_release, out, lr=0.2), resume=True, progress=False, verbose=False)
     from cral_lib.data import build_cache, make_synthetic
 
     other = tmp_path / "other"  # the same config on another release folder
     make_synthetic(other, n_images=240, image_size=64, seed=4, progress=False)
     build_cache(other, size=56, progress=False, workers=1)
     with pytest.raises(CheckpointError, match="another dataset"):
-        train(config(other, out), resume=True, progress=False, verbose=False)
+        train(train_config(other, out), resume=True, progress=False, verbose=False)
 
 
-def test_nan_loss_stops_with_last_good_checkpoint_intact(finished_run, release, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_last_good_checkpoint_intact(finished_run, train_release, tmp_path, monkeypatch):
     out = tmp_path / "nan"
     shutil.copytree(finished_run[0], out)
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
@@ -127,23 +110,23 @@ def test_nan_loss_stops_with_last_good_checkpoint_intact(finished_run, release, 
 
     monkeypatch.setattr(models, "build_model", poisoned)
     with pytest.raises(TrainingError, match="the loss became nan .* last good checkpoint"):
-        train(config(release, out, epochs=3, checkpoint_every_steps=1), resume=True, progress=False, verbose=False)
+        train(train_config(train_release, out, epochs=3, checkpoint_every_steps=1), resume=True, progress=False, verbose=False)
     assert (last.read_bytes(), best.read_bytes(), (out / "metrics.jsonl").read_text()) == before
 
 
-def test_bad_inputs_fail_early(release, tmp_path):
+def test_bad_inputs_fail_early(train_release, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(CheckpointError, match="not writable"):
-        train(config(release, blocker / "run"), progress=False, verbose=False)
+        train(train_config(train_release, blocker / "run"), progress=False, verbose=False)
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        train(config(release, tmp_path / "fresh"), resume=True, progress=False, verbose=False)
+        train(train_config(train_release, tmp_path / "fresh"), resume=True, progress=False, verbose=False)
     with pytest.raises(ConfigError, match="image_size=64 is larger than cache_size=56"):
-        train(config(release, tmp_path / "x", image_size=64), progress=False, verbose=False)
+        train(train_config(train_release, tmp_path / "x", image_size=64), progress=False, verbose=False)
 
 
-def test_bf16_autocast_on_cpu(release, tmp_path):
-    result = train(config(release, tmp_path / "bf16", amp="bf16", epochs=1, image_size=32, max_train_images=32),
+def test_bf16_autocast_on_cpu(train_release, tmp_path):
+    result = train(train_config(train_release, tmp_path / "bf16", amp="bf16", epochs=1, image_size=32, max_train_images=32),
                    progress=False, verbose=False)
     assert np.isfinite(result.history["train_loss"]).all()
 
@@ -163,9 +146,9 @@ def test_evaluate_writes_tables_and_predictions(finished_run):
     assert "paper" in res.table1.index.get_level_values(0)
 
 
-def test_cli_train_evaluate_compare(finished_run, release, tmp_path):
+def test_cli_train_evaluate_compare(finished_run, train_release, tmp_path):
     run_b = tmp_path / "b"
-    cfg = config(release, run_b, epochs=1)
+    cfg = train_config(train_release, run_b, epochs=1)
     res = subprocess.run(_cli("train", *_flags(cfg)), capture_output=True, text=True, env=_env())
     assert res.returncode == 0, res.stderr[-2000:]
     assert "val AUC" in res.stdout and "best validation mean AUC" in res.stdout
@@ -185,11 +168,11 @@ def test_cli_train_evaluate_compare(finished_run, release, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_result(finished_run, release, tmp_path):
+def test_killed_run_resumes_to_the_same_result(finished_run, train_release, tmp_path):
     """A run killed (SIGKILL) in the middle of an epoch and resumed ends like an uninterrupted one."""
     reference = read_history(finished_run[0])
     out = tmp_path / "killed"
-    cfg = config(release, out)
+    cfg = train_config(train_release, out)
     cmd = _cli("train", *_flags(cfg), "--checkpoint-every-steps", "1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     last = out / "checkpoints" / "last.pt"
@@ -226,11 +209,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_with_ddp_agree_with_one(finished_run, release, tmp_path):
+def test_two_processes_with_ddp_agree_with_one(finished_run, train_release, tmp_path):
     """torchrun with 2 CPU processes (gloo): training agrees with one process, evaluation is identical."""
     reference = read_history(finished_run[0])
     out = tmp_path / "ddp"
-    cfg = config(release, out)
+    cfg = train_config(train_release, out)
 
     def torchrun(*args: str) -> list[str]:
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
@@ -254,14 +237,14 @@ def test_two_processes_with_ddp_agree_with_one(finished_run, release, tmp_path):
     np.testing.assert_allclose(pred.filter(like="prob_").to_numpy(), single.probs, rtol=1e-5, atol=1e-6)
 
 
-def test_trains_from_a_cache_only_folder(release, tmp_path, monkeypatch):
+def test_trains_from_a_cache_only_folder(train_release, tmp_path, monkeypatch):
     """A `cral download --cache-only` folder (CSVs, lists, cache; no PNG) is a data folder."""
     from cral_lib.data import resolve_data_dir
 
     only = tmp_path / "cache_only"
-    shutil.copytree(release, only, ignore=shutil.ignore_patterns("images_*"))
+    shutil.copytree(train_release, only, ignore=shutil.ignore_patterns("images_*"))
     assert not list(only.glob("images_*"))
     monkeypatch.delenv("CRAL_DATA_DIR", raising=False)
     assert resolve_data_dir(str(only)) == only.absolute()
-    result = train(config(only, tmp_path / "run", epochs=1), progress=False, verbose=False)
+    result = train(train_config(only, tmp_path / "run", epochs=1), progress=False, verbose=False)
     assert len(result.history) == 1
