@@ -19,6 +19,11 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``fp32`` without autocast, else the autocast dtype's name (``bfloat16``, ``float16``)."""
+    return "fp32" if dtype is None else str(dtype).replace("torch.", "")
+
+
 def write_json(path: str | os.PathLike, result: Any) -> None:
     """Write a benchmark's results (its ``--json PATH``), making the folder, and say where."""
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")

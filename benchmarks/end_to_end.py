@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import device_name, write_json
+from _common import device_name, precision_name, write_json
 
 #: training images per epoch of the paper's recipe (86,524 train_val images; ~10% of the
 #: patients held out for validation leaves about 77,872 — the figure used for projections)
@@ -151,7 +151,7 @@ def model_step_rate(args: argparse.Namespace, config) -> dict[str, Any]:
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     del model, net, opt, x, y
     return {"images_per_s": args.batch_size * args.steps / elapsed, "peak_gib": peak,
-            "precision": "fp32" if dtype is None else str(dtype).replace("torch.", "")}
+            "precision": precision_name(dtype)}
 
 
 def loop_rate(config) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import device_name, write_json
+from _common import device_name, precision_name, write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -137,16 +137,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"profile: {out / 'trace.json'} (Chrome trace), {out / 'operators.txt'} (top operators)")
 
     step_s = sum(parts.values()) / args.steps
-    name = device_name(device)
+    name, precision = device_name(device), precision_name(dtype)
     print(f"{name}: {args.backbone} + {args.attention}, {args.image_size} px crops of {args.cache_size} px, "
-          f"batch {args.batch_size}, precision {'fp32' if dtype is None else str(dtype).replace('torch.', '')}")
+          f"batch {args.batch_size}, precision {precision}")
     for k, v in parts.items():
         print(f"  {k:22s} {1000 * v / args.steps:9.2f} ms/step  {100 * v / (step_s * args.steps):5.1f}%")
     print(f"  {'step':22s} {1000 * step_s:9.2f} ms/step  = {args.batch_size / step_s:,.1f} img/s")
     result = {
         "device": name, "torch": torch.__version__, "backbone": args.backbone, "attention": args.attention,
         "image_size": args.image_size, "cache_size": args.cache_size, "batch_size": args.batch_size,
-        "precision": "fp32" if dtype is None else str(dtype).replace("torch.", ""), "steps": args.steps,
+        "precision": precision, "steps": args.steps,
         "ms_per_step": {k: 1000 * v / args.steps for k, v in parts.items()},
         "share": {k: v / (step_s * args.steps) for k, v in parts.items()},
         "images_per_s": args.batch_size / step_s, "dataset": str(root),

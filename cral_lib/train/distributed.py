@@ -132,12 +132,11 @@ def all_reduce_mean(info: DistInfo, value: float) -> float:
 
 def any_process(info: DistInfo, flag: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
     """A boolean tensor that is True on every process when it is True on any (one GPU: ``flag``)."""
+    import torch
     import torch.distributed as dist
 
     if not info.enabled:
         return flag
-    import torch
-
     t = flag.to(collective_device(), dtype=torch.int32)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.bool()
