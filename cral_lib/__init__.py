@@ -88,7 +88,8 @@ def config() -> dict[str, str]:
             n = torch.cuda.device_count()
             names = ", ".join(torch.cuda.get_device_name(i) for i in range(n))
             info["device"] = f"cuda ({n} x {names})"
-            from .train.loop import native_bf16
+            # cral_lib.device imports torch: only here, so that `import cral_lib` stays light
+            from .device import native_bf16
 
             info["mixed precision"] = "bf16" if native_bf16("cuda") else "fp16 + gradient scaler (no native bf16)"
         elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

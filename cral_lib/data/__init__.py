@@ -46,6 +46,7 @@ _EXPORTS = {
     "TestTransform": "augment",
     "IMAGENET_MEAN": "augment",
     "IMAGENET_STD": "augment",
+    "test_time_resize": "augment",
     "BatchLoader": "loader",
 }
 
