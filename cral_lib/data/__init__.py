@@ -23,47 +23,32 @@ the reader does not).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "ChestXray14": "nih",
-    "SPLITS": "nih",
-    "looks_like_release": "nih",
-    "load_grey": "images",
-    "nih_metadata": "metadata",
-    "nih_boxes": "metadata",
-    "label_matrix": "metadata",
-    "label_stats": "metadata",
-    "lung_masks": "masks",
-    "build_cache": "cache",
-    "ImageCache": "cache",
-    "CacheWriter": "cache",
-    "default_cache_dir": "cache",
-    "TrainTransform": "augment",
-    "TestTransform": "augment",
-    "IMAGENET_MEAN": "augment",
-    "IMAGENET_STD": "augment",
-    "test_time_resize": "augment",
-    "BatchLoader": "loader",
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "ChestXray14": ".nih",
+    "SPLITS": ".nih",
+    "looks_like_release": ".nih",
+    "load_grey": ".images",
+    "nih_metadata": ".metadata",
+    "nih_boxes": ".metadata",
+    "label_matrix": ".metadata",
+    "label_stats": ".metadata",
+    "lung_masks": ".masks",
+    "build_cache": ".cache",
+    "ImageCache": ".cache",
+    "CacheWriter": ".cache",
+    "default_cache_dir": ".cache",
+    "TrainTransform": ".augment",
+    "TestTransform": ".augment",
+    "IMAGENET_MEAN": ".augment",
+    "IMAGENET_STD": ".augment",
+    "test_time_resize": ".augment",
+    "BatchLoader": ".loader",
     # made elsewhere, importable from here as before
-    "make_synthetic": "synth",
-    "is_synthetic_complete": "synth",
-    "resolve_data_dir": "synth",
-    "synthetic_metadata": "synth",
-    "make_phantom": "phantom",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
+    "make_synthetic": ".synth",
+    "is_synthetic_complete": ".synth",
+    "resolve_data_dir": ".synth",
+    "synthetic_metadata": ".synth",
+    "make_phantom": ".phantom",
+})

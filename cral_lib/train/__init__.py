@@ -19,37 +19,22 @@ and must not load the trainer.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "TrainConfig": "config",
-    "paper_recipe": "config",
-    "fast_recipe": "config",
-    "run_name": "config",
-    "TrainStep": "step",
-    "make_optimizer": "step",
-    "train": "loop",
-    "RunResult": "loop",
-    "read_history": "loop",
-    "evaluate_run": "evaluate",
-    "EvalResult": "evaluate",
-    "load_run_model": "evaluate",
-    "run_config": "evaluate",
-    "compare_runs": "evaluate",
-    "load_predictions": "evaluate",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "TrainConfig": ".config",
+    "paper_recipe": ".config",
+    "fast_recipe": ".config",
+    "run_name": ".config",
+    "TrainStep": ".step",
+    "make_optimizer": ".step",
+    "train": ".loop",
+    "RunResult": ".loop",
+    "read_history": ".loop",
+    "evaluate_run": ".evaluate",
+    "EvalResult": ".evaluate",
+    "load_run_model": ".evaluate",
+    "run_config": ".evaluate",
+    "compare_runs": ".evaluate",
+    "load_predictions": ".evaluate",
+})

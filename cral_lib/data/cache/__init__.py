@@ -33,37 +33,22 @@ load the builder (and the release reader it needs).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
 
-_EXPORTS = {
-    "CACHE_VERSION": "layout",
-    "DEFAULT_SIZE": "layout",
-    "IMAGES_FILE": "layout",
-    "INDEX_FILE": "layout",
-    "META_FILE": "layout",
-    "STATE_FILE": "layout",
-    "LOCK_FILE": "layout",
-    "default_cache_dir": "layout",
-    "is_complete_cache": "layout",
-    "names_fingerprint": "layout",
-    "ImageCache": "reader",
-    "release_fingerprint": "reader",
-    "release_names": "reader",
-    "CacheWriter": "writer",
-    "build_cache": "build",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "CACHE_VERSION": ".layout",
+    "DEFAULT_SIZE": ".layout",
+    "IMAGES_FILE": ".layout",
+    "INDEX_FILE": ".layout",
+    "META_FILE": ".layout",
+    "STATE_FILE": ".layout",
+    "LOCK_FILE": ".layout",
+    "default_cache_dir": ".layout",
+    "is_complete_cache": ".layout",
+    "names_fingerprint": ".layout",
+    "ImageCache": ".reader",
+    "release_fingerprint": ".reader",
+    "release_names": ".reader",
+    "CacheWriter": ".writer",
+    "build_cache": ".build",
+})
