@@ -1,10 +1,10 @@
-"""The real lung masks that ship in the torchxrayvision wheel, and where that wheel keeps its data.
+"""The real lung masks that ship in the torchxrayvision wheel.
 
 The PyPI package ``torchxrayvision`` carries, in its ``data`` folder,
 ``semantic_masks_v7labs_lungs.zip``: 517 lung masks drawn on public chest radiographs (grey
 PNGs of many sizes, some with a ``.jpg`` name; 255 marks lung, 127 marks other annotations;
 82 of them are empty). This module reads them without importing torchxrayvision (its import
-is heavy): the folder is found with :func:`importlib.util.find_spec`. The phantoms of the
+is heavy; see :mod:`cral_lib.data.wheel`). The phantoms of the
 synthetic dataset take their lung shapes from these masks (:mod:`cral_lib.synthetic.templates`).
 
 It needs numpy, Pillow and SciPy only (no pandas): the image workers of ``cral synth`` import it.
@@ -13,59 +13,19 @@ It needs numpy, Pillow and SciPy only (no pandas): the image workers of ``cral s
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import zipfile
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ..errors import ConfigError, DataError
-
-#: The lung-mask archive inside torchxrayvision's ``data`` folder.
-LUNG_MASK_FILE = "semantic_masks_v7labs_lungs.zip"
+from ..errors import ConfigError
+from .wheel import LUNG_MASK_FILE, data_file, torchxrayvision_data_dir
 
 # A mask pixel is lung when its grey value is at least this (lungs are 255, other marks 127).
 _LUNG_THRESHOLD = 192
-
-
-def torchxrayvision_data_dir() -> Path:
-    """Return the ``data`` folder inside the installed torchxrayvision package.
-
-    The package is located without being imported.
-
-    Returns:
-        The folder that holds the metadata tables and the lung-mask archive.
-
-    Raises:
-        DataError: torchxrayvision is not installed, or its ``data`` folder is missing.
-    """
-    spec = importlib.util.find_spec("torchxrayvision")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the real NIH metadata ships inside the torchxrayvision package, which is not "
-            "installed; run: pip install torchxrayvision"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    if not folder.is_dir():
-        raise DataError(
-            f"torchxrayvision is installed but has no data folder at {folder}; "
-            "reinstall it: pip install --force-reinstall torchxrayvision"
-        )
-    return folder
-
-
-def data_file(name: str) -> Path:
-    path = torchxrayvision_data_dir() / name
-    if not path.is_file():
-        raise DataError(
-            f"{path} is missing from the torchxrayvision package; reinstall it: "
-            "pip install --force-reinstall torchxrayvision"
-        )
-    return path
 
 
 def _lung_mask_members() -> list[str]:
@@ -182,6 +142,7 @@ def lung_masks(size: int = 256, n: int | None = None) -> np.ndarray:
     return masks[:n].copy()
 
 
+# LUNG_MASK_FILE, data_file and torchxrayvision_data_dir (wheel.py) are exported from here too.
 __all__ = [
     "LUNG_MASK_FILE",
     "data_file",

@@ -38,15 +38,12 @@ import pandas as pd
 
 from .. import CLASSES, NO_FINDING
 from ..errors import DataError
-from .masks import (LUNG_MASK_FILE, data_file, iter_lung_masks, lung_masks, reduced_lung_masks,
-                    torchxrayvision_data_dir)
-from .release import BBOX_HEADER, BOX_LABEL_ALIASES, DATA_ENTRY_HEADER, read_data_entry
-from .release import CSV_COLUMNS as DATA_ENTRY_COLUMNS
+from .files import BBOX_HEADER, BOX_LABEL_ALIASES, DATA_ENTRY_HEADER
+from .files import CSV_COLUMNS as DATA_ENTRY_COLUMNS
+from .masks import iter_lung_masks, lung_masks, reduced_lung_masks
 from .release import read_boxes as read_bbox_list
-
-#: The metadata and the boxes inside torchxrayvision's ``data`` folder.
-METADATA_FILE = "Data_Entry_2017_v2020.csv.gz"
-BBOX_FILE = "BBox_List_2017.csv.gz"
+from .release import read_data_entry
+from .wheel import BBOX_FILE, LUNG_MASK_FILE, METADATA_FILE, data_file, torchxrayvision_data_dir
 
 
 @functools.lru_cache(maxsize=1)

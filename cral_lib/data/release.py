@@ -1,4 +1,4 @@
-"""The files of a ChestX-ray14 release: their names, their exact headers, and their readers.
+"""The readers of a ChestX-ray14 release's files (their names and headers are in ``files.py``).
 
 ChestX-ray14 (Wang et al., CVPR 2017) ships, beside the image archives, a metadata CSV, the
 two official split lists and a list of boxes::
@@ -10,9 +10,10 @@ two official split lists and a list of boxes::
       BBox_List_2017.csv   boxes; its label ``Infiltrate`` is the class ``Infiltration``
       images_001/images/*.png ... images_012/images/*.png   (or one flat ROOT/images/)
 
-Everything that reads or writes these files takes their names and headers from here: the
-reader (:class:`cral_lib.data.ChestXray14`), the image cache, the synthetic writer
-(:mod:`cral_lib.synthetic`) and the downloader (:mod:`cral_lib.fetch`).
+Everything that reads or writes these files takes their names and headers from
+:mod:`cral_lib.data.files` (re-exported here): the reader (:class:`cral_lib.data.ChestXray14`),
+the image cache, the synthetic writer (:mod:`cral_lib.synthetic`) and the downloader
+(:mod:`cral_lib.fetch`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,47 +29,10 @@ import pandas as pd
 
 from .. import CLASSES, NO_FINDING
 from ..errors import DataError
+from .files import (BBOX_CSV, BBOX_HEADER, BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES, DATA_ENTRY, DATA_ENTRY_HEADER,
+                    IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST)
 
-#: Names of the metadata CSV, the preferred (newer) one first.
-CSV_NAMES: tuple[str, ...] = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
-#: The metadata CSV that ``cral synth`` and ``cral download`` write (NIH's current copy).
-DATA_ENTRY = CSV_NAMES[0]
-#: The official split lists and the box list.
-TRAIN_VAL_LIST = "train_val_list.txt"
-TEST_LIST = "test_list.txt"
-BBOX_CSV = "BBox_List_2017.csv"
-
-#: The name of an image archive's folder: ``images_001`` ... ``images_012``.
-IMAGE_FOLDER_RE = re.compile(r"^images_\d{3}$")
-
-#: The header line of ``Data_Entry_2017_v2020.csv`` exactly as NIH writes it.
-DATA_ENTRY_HEADER = (
-    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
-    "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
-)
-
-#: The header line of ``BBox_List_2017.csv`` exactly as NIH writes it (9 fields, 3 empty).
-BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
-
-#: The columns of the metadata CSV, in file order (the bracketed pairs of the header,
-#: ``OriginalImage[Width,Height]`` and ``OriginalImagePixelSpacing[x,y]``, are two columns each).
-CSV_COLUMNS: tuple[str, ...] = (
-    "Image Index",
-    "Finding Labels",
-    "Follow-up #",
-    "Patient ID",
-    "Patient Age",
-    "Patient Gender",
-    "View Position",
-    "OriginalImageWidth",
-    "OriginalImageHeight",
-    "OriginalImagePixelSpacingX",
-    "OriginalImagePixelSpacingY",
-)
 _REQUIRED_COLUMNS = 7
-
-#: Box labels spelled differently from the class names.
-BOX_LABEL_ALIASES: dict[str, str] = {"Infiltrate": "Infiltration"}
 
 _CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 _KNOWN_LABELS = ", ".join((*CLASSES, NO_FINDING))
@@ -352,6 +315,7 @@ def scan_images(root: str | os.PathLike) -> tuple[dict[str, str], list[Path]]:
     return paths, folders
 
 
+# The names and headers of files.py are exported from here too.
 __all__ = [
     "BBOX_CSV",
     "BBOX_HEADER",

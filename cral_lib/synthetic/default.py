@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..data.nih import looks_like_release
-from ..data.release import DATA_ENTRY
+from ..data.files import DATA_ENTRY
 from ..errors import DataError
 from .rows import check_params
 from .writer import SYNTH_VERSION, is_synthetic_complete, make_synthetic

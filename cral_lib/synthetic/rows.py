@@ -15,7 +15,7 @@ import pandas as pd
 
 from .. import CLASSES
 from ..data.metadata import nih_metadata
-from ..data.release import BBOX_HEADER, BOX_LABEL_ALIASES, CSV_COLUMNS, DATA_ENTRY_HEADER
+from ..data.files import BBOX_HEADER, BOX_LABEL_ALIASES, CSV_COLUMNS, DATA_ENTRY_HEADER
 from ..errors import ConfigError
 
 #: Images in NIH's first archive (``images_001``) and in each later one.

@@ -72,7 +72,7 @@ except ImportError:  # pragma: no cover - Windows: no folder lock (two processes
 
 from .._io import atomic_write_text, default_workers, worker_context
 from .._version import __version__
-from ..data.release import BBOX_CSV, CSV_NAMES, DATA_ENTRY, IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST
+from ..data.files import BBOX_CSV, CSV_NAMES, DATA_ENTRY, IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST
 from ..errors import DataError
 from . import workers as image_workers
 from .rows import bbox_text, check_int, check_params, data_entry_text, split_counts, synthetic_metadata
