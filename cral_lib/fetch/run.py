@@ -18,7 +18,8 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from .._io import default_workers
-from ..data.cache import CacheWriter, ImageCache, default_cache_dir, names_fingerprint, release_fingerprint, release_names
+from ..data.cache import (CacheWriter, ImageCache, default_cache_dir, names_fingerprint, release_fingerprint,
+                          release_names)
 from ..errors import ConfigError, DataError
 from .archive import read_tar
 from .disk import MARGIN, SLACK, UNKNOWN_SIZE_ALLOWANCE, DiskPlan, allocated, check_disk_space, human

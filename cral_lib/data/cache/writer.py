@@ -22,8 +22,8 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, the writer
 from ..._io import atomic_write_bytes
 from ...errors import DataError
 from ..images import resize_grey
-from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, META_FILE, SKIPPED, STATE_FILE,
-                     TODO, describe, names_fingerprint, read_meta)
+from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, META_FILE, SKIPPED,
+                     STATE_FILE, TODO, describe, names_fingerprint, read_meta)
 
 
 def state_from_index(path: Path, count: int) -> np.ndarray:
