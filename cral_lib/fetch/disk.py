@@ -6,20 +6,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import human
 from ..errors import DataError
 
 MARGIN = 1.05  # 5% on top of the size estimates
 UNKNOWN_SIZE_ALLOWANCE = 1.2  # an archive whose size the server has not given yet
 SLACK = 200_000_000  # and 200 MB for the small files
-
-
-def human(n: float) -> str:
-    """A byte count for people: ``1.5 GB`` (powers of 1000)."""
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000.0
-    raise AssertionError  # pragma: no cover
 
 
 def existing_ancestor(path: Path) -> Path:
@@ -111,4 +103,4 @@ def check_disk_space(plan: DiskPlan, out: Path, cache_dir: Path | None, *, cache
 
 
 __all__ = ["DiskPlan", "MARGIN", "SLACK", "UNKNOWN_SIZE_ALLOWANCE", "allocated", "check_disk_space", "existing_ancestor",
-           "free_bytes", "human", "same_disk"]
+           "free_bytes", "same_disk"]

@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .._io import human
 from .._version import __version__
 from . import stream
-from .disk import human
 from .nih import BASE_URL_ENV, NIH_PAGE
 
 _MAX_WAIT = 60.0  # seconds between retries at the most

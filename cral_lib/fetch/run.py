@@ -17,12 +17,12 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from .._io import default_workers
+from .._io import default_workers, human
 from ..data.cache import (CacheWriter, ImageCache, default_cache_dir, names_fingerprint, release_fingerprint,
                           release_names)
 from ..errors import ConfigError, DataError
 from .archive import read_tar
-from .disk import MARGIN, SLACK, UNKNOWN_SIZE_ALLOWANCE, DiskPlan, allocated, check_disk_space, human
+from .disk import MARGIN, SLACK, UNKNOWN_SIZE_ALLOWANCE, DiskPlan, allocated, check_disk_space
 from .http_range import Fetcher, NetworkFailure, RemoteChanged
 from .kaggle import fetch_kaggle
 from .nih import (NIH_ARCHIVES, SOURCES, SPLIT_LISTS_HELP, Archive, MetadataReport, archive_names, ensure_metadata,
