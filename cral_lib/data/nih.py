@@ -16,8 +16,8 @@ and mirrored on Kaggle and elsewhere.
       BBox_List_2017.csv   boxes; its label ``Infiltrate`` is the class ``Infiltration``
       images_001/images/*.png ... images_012/images/*.png   (or one flat ROOT/images/)
 
-The files' names, headers and readers live in :mod:`cral_lib.data.release` (and are
-importable from here too). The validation split is carved out of ``train_val`` by *patient*, with a local generator
+The files' names and headers live in :mod:`cral_lib.data.files`, their readers in
+:mod:`cral_lib.data.release` (both importable from here too). The validation split is carved out of ``train_val`` by *patient*, with a local generator
 (``np.random.default_rng(seed)``), so that no patient has images in two splits.
 :meth:`ChestXray14.split_report` counts images and patients per split and their overlaps.
 
@@ -42,8 +42,8 @@ from .. import CLASSES, NO_FINDING
 from ..errors import ConfigError, DataError
 from .cache.layout import is_complete_cache
 from .images import load_grey
-from .release import (BBOX_CSV, BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES, IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST,
-                      find_csv, parse_labels, read_boxes, read_data_entry, read_list, scan_images)
+from .files import BBOX_CSV, BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES, IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST
+from .release import find_csv, parse_labels, read_boxes, read_data_entry, read_list, scan_images
 
 #: The splits :class:`ChestXray14` can read. ``all`` is every CSV row in CSV order.
 SPLITS: tuple[str, ...] = ("train", "val", "test", "train_val", "all")

@@ -1,17 +1,7 @@
 """The readers of a ChestX-ray14 release's files (their names and headers are in ``files.py``).
 
-ChestX-ray14 (Wang et al., CVPR 2017) ships, beside the image archives, a metadata CSV, the
-two official split lists and a list of boxes::
-
-    ROOT/
-      Data_Entry_2017.csv  (or Data_Entry_2017_v2020.csv; either may end in an empty column)
-      train_val_list.txt   86,524 names: the official training + validation images
-      test_list.txt        25,596 names: the official test images (patient-disjoint)
-      BBox_List_2017.csv   boxes; its label ``Infiltrate`` is the class ``Infiltration``
-      images_001/images/*.png ... images_012/images/*.png   (or one flat ROOT/images/)
-
-Everything that reads or writes these files takes their names and headers from
-:mod:`cral_lib.data.files` (re-exported here): the reader (:class:`cral_lib.data.ChestXray14`),
+The layout of a release folder is described in :mod:`cral_lib.data.nih`. Everything that reads
+or writes these files takes their names and headers from :mod:`cral_lib.data.files`: the reader (:class:`cral_lib.data.ChestXray14`),
 the image cache, the synthetic writer (:mod:`cral_lib.synthetic`) and the downloader
 (:mod:`cral_lib.fetch`).
 """
@@ -29,8 +19,7 @@ import pandas as pd
 
 from .. import CLASSES, NO_FINDING
 from ..errors import DataError
-from .files import (BBOX_CSV, BBOX_HEADER, BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES, DATA_ENTRY, DATA_ENTRY_HEADER,
-                    IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST)
+from .files import BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES
 
 _REQUIRED_COLUMNS = 7
 
@@ -315,18 +304,7 @@ def scan_images(root: str | os.PathLike) -> tuple[dict[str, str], list[Path]]:
     return paths, folders
 
 
-# The names and headers of files.py are exported from here too.
 __all__ = [
-    "BBOX_CSV",
-    "BBOX_HEADER",
-    "BOX_LABEL_ALIASES",
-    "CSV_COLUMNS",
-    "CSV_NAMES",
-    "DATA_ENTRY",
-    "DATA_ENTRY_HEADER",
-    "IMAGE_FOLDER_RE",
-    "TEST_LIST",
-    "TRAIN_VAL_LIST",
     "find_csv",
     "parse_labels",
     "read_boxes",

@@ -75,16 +75,7 @@ def fetch_kaggle(run: "Run", *, metadata_only: bool) -> "DownloadResult":
         result.metadata = _zip_metadata(run, archive_zip)
         names, per_archive = run.names()
         sink = run.sink(names, result)
-        try:
-            _zip_archives(run, archive_zip, per_archive, state, sink, result)
-        finally:
-            if sink is not None:
-                sink.close()
-                if sink.kind == "cache":
-                    sink.writer.close()
-        if run.cache_only and sink is None:
-            result.cache_complete = True
-            result.cache_done = len(names)
+        run.fill(sink, names, result, lambda: _zip_archives(run, archive_zip, per_archive, state, sink, result))
     state.save()
     all_done = len(result.done) == len(run.table) and not result.failed
     if ours and all_done and not run.keep_archives:

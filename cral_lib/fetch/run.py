@@ -257,6 +257,20 @@ class Run:
             plan.cache_bytes = cache_todo
         return plan
 
+    def fill(self, sink: Any, names: Sequence[str], result: DownloadResult, work: Callable[[], None]) -> None:
+        """Run ``work`` (which puts images into ``sink``), then close the sink and its cache writer
+        whatever happens; a cache that was complete before (no sink) counts as complete."""
+        try:
+            work()
+        finally:
+            if sink is not None:
+                sink.close()
+                if sink.kind == "cache":
+                    sink.writer.close()
+        if self.cache_only and sink is None:
+            result.cache_complete = True
+            result.cache_done = len(names)
+
     def report_lists(self, result: DownloadResult) -> None:
         """Say where to get the split lists when the folder lacks them."""
         if result.metadata.missing_lists:
@@ -310,16 +324,7 @@ class Run:
         state = State(self.out)
         self._precheck(names, per_archive, state)  # before anything is created
         sink = self.sink(names, result)
-        try:
-            self._nih_archives(names, per_archive, state, sink, result)
-        finally:
-            if sink is not None:
-                sink.close()
-                if sink.kind == "cache":
-                    sink.writer.close()
-        if self.cache_only and sink is None:
-            result.cache_complete = True
-            result.cache_done = len(names)
+        self.fill(sink, names, result, lambda: self._nih_archives(names, per_archive, state, sink, result))
         self.report_lists(result)
         return result
 
