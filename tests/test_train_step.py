@@ -78,3 +78,12 @@ def test_train_step_is_forward_loss_backward_step(attention):
     torch.testing.assert_close(loss, manual.detach())
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(p, q, msg=name)
+
+
+def test_old_import_paths_name_the_same_objects():
+    from cral_lib import device
+    from cral_lib.train import distributed, evaluate, loop
+
+    assert loop.amp_settings is device.amp_settings and loop.native_bf16 is device.native_bf16
+    assert loop.autocast is device.autocast and evaluate.eval_precision is device.eval_precision
+    assert distributed.resolve_device is device.resolve_device and loop.make_optimizer is make_optimizer
