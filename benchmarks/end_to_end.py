@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from cral_lib.device import amp_settings
 from cral_lib.models import build_model
 from cral_lib.train import TrainConfig, TrainStep, make_optimizer, train
 
-from _common import device_name, precision_name, write_json
+from _common import device_name, precision_name, time_steps, write_json
 
 #: training images per epoch of the paper's recipe (86,524 train_val images; ~10% of the
 #: patients held out for validation leaves about 77,872 — the figure used for projections)
@@ -127,21 +128,8 @@ def model_step_rate(args: argparse.Namespace, config) -> dict[str, Any]:
         x = x.contiguous(memory_format=torch.channels_last)
     y = (torch.rand(args.batch_size, config.num_classes, generator=gen) < 0.1).float().to(device)
 
-    def step():
-        train_step(x, y)
-
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(args.warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    _sync(device)
-    elapsed = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    elapsed, peak_bytes = time_steps(functools.partial(train_step, x, y), device, args.warmup, args.steps)
+    peak = peak_bytes / 2**30 if peak_bytes is not None else None
     del model, net, opt, train_step, x, y
     return {"images_per_s": args.batch_size * args.steps / elapsed, "peak_gib": peak,
             "precision": precision_name(dtype)}
@@ -169,11 +157,6 @@ def loop_rate(config) -> dict[str, Any]:
         "wall_seconds": wall,
         "peak_gib": peak,
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def projection(train_rate: float, val_rate: float) -> float:

@@ -29,10 +29,10 @@ Full defaults on CUDA: batch 64, 224 px, 5 warm-up and 20 timed steps. On a CPU:
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import platform
 import sys
-import time
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ from cral_lib.device import amp_settings, autocast
 from cral_lib.models import build_model
 from cral_lib.train import TrainStep, make_optimizer, paper_recipe
 
-from _common import write_json
+from _common import time_steps, write_json
 
 NUM_CLASSES = 14
 
@@ -85,11 +85,6 @@ def precision_label(precision: str, device: torch.device) -> str:
     return f"{str(amp_dtype(device)).replace('torch.', '')}+CL" if precision == "amp" else "fp32"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def forward_gflops(model: torch.nn.Module, image_size: int, device: torch.device) -> float:
     """Forward GFLOP of one image (a multiply-add counts as 2)."""
     was_training = model.training
@@ -120,23 +115,10 @@ def run_one(args: argparse.Namespace, device: torch.device, backbone: str, atten
     x = x.to(device).contiguous(memory_format=memory_format)
     y = y.to(device)
 
-    def step() -> None:
-        train_step(x, y)
-
     gflops = forward_gflops(model, args.image_size, device)
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    elapsed = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    elapsed, peak_bytes = time_steps(functools.partial(train_step, x, y), device, args.warmup, args.steps)
+    peak = peak_bytes / 2**20 if peak_bytes is not None else None
 
     # Memory autograd keeps for backward in one forward: activations, each storage counted
     # once, parameters left out.

@@ -33,6 +33,7 @@ from cral_lib.train import TrainStep, fast_recipe, make_optimizer
 from cral_lib.train.splits import load_split, open_cache
 
 from _common import device_name, precision_name, write_json
+from _common import sync as common_sync
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,8 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_step = TrainStep(model, opt, device, dtype, use_scaler)  # the training loop's own step, in two halves
 
     def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        common_sync(device)
 
     def batches():
         epoch = 0
