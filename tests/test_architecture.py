@@ -182,3 +182,25 @@ def test_light_entry_points(code, heavy):
     check = f"import sys; {code}; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"{code} imports {out.strip()}"
+
+
+#: Small rooms (STYLE.md): a longer file or function is split by job, unless it says why with
+#: this marker in its first lines (a table of constants, say).
+MAX_FILE_LINES, MAX_FUNCTION_LINES, LONG_ON_PURPOSE = 600, 120, "long on purpose:"
+
+
+def test_files_and_functions_stay_small():
+    too_long = []
+    for path in _sources():
+        text = path.read_text()
+        rel = path.relative_to(ROOT)
+        if len(text.splitlines()) > MAX_FILE_LINES and LONG_ON_PURPOSE not in "\n".join(text.splitlines()[:40]):
+            too_long.append(f"{rel}: {len(text.splitlines())} lines")
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                size = node.end_lineno - node.lineno + 1
+                head = "\n".join(lines[node.lineno - 1 : node.lineno + 8])
+                if size > MAX_FUNCTION_LINES and LONG_ON_PURPOSE not in head:
+                    too_long.append(f"{rel}:{node.lineno} {node.name}(): {size} lines")
+    assert not too_long, "split these by job (or say why not): " + "; ".join(too_long)
