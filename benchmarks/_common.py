@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-from typing import Any
+import time
+from typing import Any, Callable
 
 import torch
 
@@ -22,6 +23,32 @@ def device_name(device: torch.device) -> str:
 def precision_name(dtype: torch.dtype | None) -> str:
     """``fp32`` without autocast, else the autocast dtype's name (``bfloat16``, ``float16``)."""
     return "fp32" if dtype is None else str(dtype).replace("torch.", "")
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the GPU (nothing to wait for on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], Any], device: torch.device, warmup: int, steps: int) -> tuple[float, int | None]:
+    """Run ``step`` ``warmup`` times untimed, then ``steps`` times timed, the GPU synchronized around.
+
+    Returns:
+        (seconds of the timed steps, peak GPU bytes allocated from the warm-up on, or None on a CPU).
+    """
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    elapsed = time.perf_counter() - start
+    return elapsed, torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
 def write_json(path: str | os.PathLike, result: Any) -> None:

@@ -28,13 +28,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import device_name, precision_name, write_json
+
+from cral_lib.data import ChestXray14, build_cache, make_synthetic
+from cral_lib.device import amp_settings
+from cral_lib.models import build_model
+from cral_lib.train import TrainConfig, TrainStep, make_optimizer, train
+
+from _common import device_name, precision_name, time_steps, write_json
 
 #: training images per epoch of the paper's recipe (86,524 train_val images; ~10% of the
 #: patients held out for validation leaves about 77,872 — the figure used for projections)
@@ -82,8 +89,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def release(args: argparse.Namespace, workdir: Path) -> Path:
     """The release folder to train on, with its cache built (``cral synth`` + ``cral prepare``)."""
-    from cral_lib.data import build_cache, make_synthetic
-
     if args.data:
         root = Path(args.data)
     else:
@@ -96,8 +101,6 @@ def release(args: argparse.Namespace, workdir: Path) -> Path:
 
 
 def config_for(args: argparse.Namespace, root: Path, out: Path, backbone: str, max_images: int):
-    from cral_lib.train import TrainConfig
-
     return TrainConfig(
         data_dir=str(root), out_dir=str(out), backbone=backbone, attention=args.attention,
         weights=None, epochs=2, batch_size=args.batch_size, image_size=args.image_size,
@@ -109,9 +112,6 @@ def config_for(args: argparse.Namespace, root: Path, out: Path, backbone: str, m
 
 def model_step_rate(args: argparse.Namespace, config) -> dict[str, Any]:
     """(a) Training steps of the same model, same settings, on random tensors on the device."""
-    from cral_lib.models import build_model
-    from cral_lib.train.loop import amp_settings, autocast, make_optimizer
-
     device = args.device
     torch.manual_seed(0)
     channels_last = device.type == "cuda"
@@ -120,45 +120,23 @@ def model_step_rate(args: argparse.Namespace, config) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
     net = torch.compile(model) if args.compile else model
     dtype, use_scaler = amp_settings(config.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     opt = make_optimizer(model, config)
+    train_step = TrainStep(net, opt, device, dtype, use_scaler)  # the training loop's own step
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen).to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = (torch.rand(args.batch_size, config.num_classes, generator=gen) < 0.1).float().to(device)
 
-    def step():
-        with autocast(device, dtype):
-            logits = net(x)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(args.warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    _sync(device)
-    elapsed = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    del model, net, opt, x, y
+    elapsed, peak_bytes = time_steps(functools.partial(train_step, x, y), device, args.warmup, args.steps)
+    peak = peak_bytes / 2**30 if peak_bytes is not None else None
+    del model, net, opt, train_step, x, y
     return {"images_per_s": args.batch_size * args.steps / elapsed, "peak_gib": peak,
             "precision": precision_name(dtype)}
 
 
 def loop_rate(config) -> dict[str, Any]:
     """(b) The real training loop, :func:`cral_lib.train.train`, timed over its second epoch."""
-    from cral_lib.data import ChestXray14
-    from cral_lib.train import train
-
     device = torch.device(config.device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -179,11 +157,6 @@ def loop_rate(config) -> dict[str, Any]:
         "wall_seconds": wall,
         "peak_gib": peak,
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def projection(train_rate: float, val_rate: float) -> float:

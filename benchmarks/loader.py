@@ -44,7 +44,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from torchvision import transforms as T
+
 from cral_lib._io import default_workers
+from cral_lib.data import BatchLoader, ChestXray14, ImageCache, TrainTransform, build_cache, make_synthetic
 
 from _common import write_json
 
@@ -81,8 +85,6 @@ def release_folder(args: argparse.Namespace) -> Path:
     """The --data folder, or a synthetic release made (once) under the temporary directory."""
     if args.data:
         return Path(args.data)
-    from cral_lib.data import make_synthetic
-
     root = Path(tempfile.gettempdir()) / f"cral-bench-loader-{args.images}-{args.image_size}-{args.seed}"
     print(f"synthetic release: {root} ({args.images} images, {args.image_size} px; made once, then reused)")
     return make_synthetic(root, n_images=args.images, image_size=args.image_size, seed=args.seed)
@@ -95,8 +97,6 @@ class PngDataset(torch.utils.data.Dataset):
     """What many CXR repositories do: PIL decode, RGB, torchvision transforms, image by image."""
 
     def __init__(self, paths: list[str], labels: np.ndarray, crop: int, resize: int) -> None:
-        from torchvision import transforms as T
-
         self.paths, self.labels = paths, labels
         self.transform = T.Compose([
             T.Resize((resize, resize)),
@@ -110,8 +110,6 @@ class PngDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from PIL import Image
-
         with Image.open(self.paths[i]) as img:
             x = self.transform(img.convert("RGB"))
         return x, torch.from_numpy(self.labels[i])
@@ -156,8 +154,6 @@ def per_image(args, paths, labels, device) -> dict[str, Any]:
 
 
 def cached(args, root: Path, names, labels, device) -> dict[str, Any]:
-    from cral_lib.data import BatchLoader, ImageCache, TrainTransform, build_cache
-
     start = time.perf_counter()
     path = build_cache(root, size=args.cache_size, progress=True)  # the whole release, once
     build_s = time.perf_counter() - start
@@ -187,8 +183,6 @@ def cached(args, root: Path, names, labels, device) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device = torch.device(args.device)
-    from cral_lib.data import ChestXray14
-
     root = release_folder(args)
     ds = ChestXray14(root, "all")
     n = min(args.images, len(ds))

@@ -29,20 +29,20 @@ Full defaults on CUDA: batch 64, 224 px, 5 warm-up and 20 timed steps. On a CPU:
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import platform
 import sys
-import time
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cral_lib.models import build_model, cral_loss
-from cral_lib.train.loop import amp_settings
+from cral_lib.device import amp_settings, autocast
+from cral_lib.models import build_model
+from cral_lib.train import TrainStep, make_optimizer, paper_recipe
 
-from _common import write_json
+from _common import time_steps, write_json
 
 NUM_CLASSES = 14
 
@@ -85,11 +85,6 @@ def precision_label(precision: str, device: torch.device) -> str:
     return f"{str(amp_dtype(device)).replace('torch.', '')}+CL" if precision == "amp" else "fp32"
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def forward_gflops(model: torch.nn.Module, image_size: int, device: torch.device) -> float:
     """Forward GFLOP of one image (a multiply-add counts as 2)."""
     was_training = model.training
@@ -110,42 +105,20 @@ def run_one(args: argparse.Namespace, device: torch.device, backbone: str, atten
     memory_format = torch.channels_last if amp else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format).train()
     step_model = torch.compile(model) if args.compile else model
-    dtype = amp_dtype(device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4,
-                                fused=(device.type == "cuda") or None)  # as the training loop
+    dtype = amp_dtype(device) if amp else None
+    # the paper's SGD (fused on a GPU) and the training loop's own step
+    optimizer = make_optimizer(model, paper_recipe())
+    train_step = TrainStep(step_model, optimizer, device, dtype, use_scaler=dtype == torch.float16)
     gen = torch.Generator(device="cpu").manual_seed(1)
     x = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=gen)
     y = (torch.rand(args.batch_size, NUM_CLASSES, generator=gen) < 0.1).float()
     x = x.to(device).contiguous(memory_format=memory_format)
     y = y.to(device)
 
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype) if amp else nullcontext()
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast():
-            logits = step_model(x)
-        loss = cral_loss(logits, y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
     gflops = forward_gflops(model, args.image_size, device)
     gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    elapsed = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    elapsed, peak_bytes = time_steps(functools.partial(train_step, x, y), device, args.warmup, args.steps)
+    peak = peak_bytes / 2**20 if peak_bytes is not None else None
 
     # Memory autograd keeps for backward in one forward: activations, each storage counted
     # once, parameters left out.
@@ -159,7 +132,7 @@ def run_one(args: argparse.Namespace, device: torch.device, backbone: str, atten
         return t
 
     optimizer.zero_grad(set_to_none=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast():
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(device, dtype):
         logits = model(x)
     conv5 = model.forward_features(x[:1])
     literal_mb = None

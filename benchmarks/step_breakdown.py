@@ -23,8 +23,17 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+
+from cral_lib.data import make_synthetic
+from cral_lib.data.augment import TrainTransform
+from cral_lib.data.loader import BatchLoader
+from cral_lib.device import amp_settings, resolve_device
+from cral_lib.models import build_model
+from cral_lib.train import TrainStep, fast_recipe, make_optimizer
+from cral_lib.train.splits import load_split, open_cache
+
 from _common import device_name, precision_name, write_json
+from _common import sync as common_sync
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,14 +55,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from cral_lib.data import make_synthetic
-    from cral_lib.data.augment import TrainTransform
-    from cral_lib.data.loader import BatchLoader
-    from cral_lib.models import build_model
-    from cral_lib.train import fast_recipe
-    from cral_lib.train.distributed import resolve_device
-    from cral_lib.train.loop import amp_settings, autocast, load_split, make_optimizer, open_cache
-
     args = parse_args(argv)
     if args.trace and Path(args.trace).exists() and not Path(args.trace).is_dir():
         raise SystemExit(f"--trace {args.trace} is a file; give a folder for the profile")
@@ -82,11 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, config)
     dtype, use_scaler = amp_settings(config.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    train_step = TrainStep(model, opt, device, dtype, use_scaler)  # the training loop's own step, in two halves
 
     def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        common_sync(device)
 
     def batches():
         epoch = 0
@@ -113,15 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
         x = tf(x, generator=torch.Generator().manual_seed(i))
         sync()
         t2 = time.perf_counter()
-        with autocast(device, dtype):
-            logits = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        loss = train_step.loss(x, y)
         sync()
         t3 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        train_step.update(loss)
         sync()
         t4 = time.perf_counter()
         if i >= args.warmup:

@@ -24,6 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from cral_lib.data import make_synthetic
+from cral_lib.train import evaluate_run, fast_recipe, train
+
 from _common import write_json
 
 
@@ -57,11 +62,6 @@ def _num(x) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import torch
-
-    from cral_lib.data import make_synthetic
-    from cral_lib.train import evaluate_run, fast_recipe, train
-
     args = parse_args(argv)
     workdir = Path(args.workdir or Path(tempfile.gettempdir()) / "cral-bench-auc")
     workdir.mkdir(parents=True, exist_ok=True)

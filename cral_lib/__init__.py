@@ -6,12 +6,16 @@ learning", Pattern Recognition Letters 130 (2020) 259-266, on ChestX-ray14.
 
 Sub-packages (imported on first use, so ``import cral_lib`` stays light):
 
-- :mod:`cral_lib.data`: the ChestX-ray14 reader, the synthetic dataset, the image cache
-  and batched augmentation.
+- :mod:`cral_lib.data`: reading a release (the ChestX-ray14 reader), the image cache, the
+  loader and batched augmentation.
+- :mod:`cral_lib.synthetic`: the synthetic dataset (``cral synth``): phantoms in the release layout.
+- :mod:`cral_lib.fetch`: the real dataset's download (``cral download``), streamed into the cache.
 - :mod:`cral_lib.models`: backbones, ``att1``, ``att2`` and the category-wise residual head.
-- :mod:`cral_lib.train`: the paper's recipe, checkpoints, distributed training.
-- :mod:`cral_lib.metrics`: per-class AUC, bootstrap confidence intervals, ROC data.
-- :mod:`cral_lib.viz`: heatmaps, attention maps and the other figures of the book.
+- :mod:`cral_lib.train`: the paper's recipe, the training step and loop, checkpoints, evaluation.
+- :mod:`cral_lib.device`: the device and the precision; :mod:`cral_lib.choices`: the model choices.
+- :mod:`cral_lib.metrics`: per-class AUC, bootstrap confidence intervals, ROC data, the paper's tables.
+- :mod:`cral_lib.viz`, :mod:`cral_lib.localize`: the figures of the book; maps against boxes.
+- :mod:`cral_lib.book`: the chapters' door (``setup``, ``recipe``, ``run_dir``).
 - :mod:`cral_lib.cli`: the ``cral`` command line.
 """
 
@@ -46,7 +50,8 @@ CLASSES: tuple[str, ...] = (
 #: The label NIH uses for an image with none of the 14 findings.
 NO_FINDING = "No Finding"
 
-_SUBMODULES = ("data", "models", "train", "metrics", "viz", "localize", "cli")
+_SUBMODULES = ("data", "synthetic", "fetch", "models", "train", "device", "choices", "metrics", "viz", "localize",
+               "book", "cli")
 
 
 def __getattr__(name: str) -> Any:
@@ -68,6 +73,8 @@ def config() -> dict[str, str]:
         "python": sys.version.split()[0],
         "platform": platform.platform(terse=True),
     }
+    # numpy, torch and torchvision are imported here, not at the top: `import cral_lib` must stay
+    # light (tests/test_packaging.py checks it), and the table reports a missing one instead of failing
     try:
         import numpy
 
@@ -88,7 +95,8 @@ def config() -> dict[str, str]:
             n = torch.cuda.device_count()
             names = ", ".join(torch.cuda.get_device_name(i) for i in range(n))
             info["device"] = f"cuda ({n} x {names})"
-            from .train.loop import native_bf16
+            # cral_lib.device imports torch: only here, so that `import cral_lib` stays light
+            from .device import native_bf16
 
             info["mixed precision"] = "bf16" if native_bf16("cuda") else "fp16 + gradient scaler (no native bf16)"
         elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -1,4 +1,4 @@
-"""Small helpers shared by the data and training code: atomic file writes and worker pools.
+"""Small helpers shared by the data and training code: atomic file writes, worker pools, byte counts.
 
 Atomic writes go to a temporary file in the same folder, are flushed to disk and renamed
 over the target (``os.replace``), so a reader (or a run resumed after a crash) sees the old
@@ -7,7 +7,9 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import platform
 import tempfile
 from pathlib import Path
 
@@ -66,10 +68,16 @@ def worker_context():
     Windows), where such a script needs the guard. The workers use numpy, Pillow and SciPy
     only, never torch, so forking a process that has imported torch is safe.
     """
-    import multiprocessing
-    import platform
-
     return multiprocessing.get_context("fork" if platform.system() == "Linux" else "spawn")
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "default_workers", "worker_context"]
+def human(n: float) -> str:
+    """A byte count for people: ``1.5 GB`` (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000.0
+    raise AssertionError  # pragma: no cover
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "default_workers", "human", "worker_context"]

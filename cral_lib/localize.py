@@ -27,7 +27,8 @@ part of a box outside the window counts as missed. Sizes are ``(width, height)``
 as in the NIH CSV and PIL; arrays are ``(..., height, width)``.
 
 Everything works on numpy arrays and accepts torch tensors (moved to the CPU). This module
-imports neither torch nor matplotlib.
+imports neither torch nor matplotlib (SciPy, a dependency of scikit-learn, finds the
+connected components).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from . import CLASSES
+from .data.files import BOX_LABEL_ALIASES as NIH_BOX_LABEL_ALIASES
 from .errors import ConfigError, DataError
 
 __all__ = [
@@ -60,8 +63,9 @@ __all__ = [
     "upsample_map",
 ]
 
-#: Spellings of ``BBox_List_2017.csv`` that differ from :data:`cral_lib.CLASSES`.
-BOX_LABEL_ALIASES: dict[str, str] = {"Infiltrate": "Infiltration", "Pleural Thickening": "Pleural_Thickening"}
+#: Spellings of box labels that differ from :data:`cral_lib.CLASSES`: NIH's (``BBox_List_2017.csv``)
+#: and the spelling with a space some copies use.
+BOX_LABEL_ALIASES: dict[str, str] = {**NIH_BOX_LABEL_ALIASES, "Pleural Thickening": "Pleural_Thickening"}
 
 #: The IoU thresholds of the T(IoU) accuracies (Wang et al. 2017 report 0.1 to 0.7).
 IOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -264,8 +268,6 @@ def map_peak(map_hw: Any, valid: np.ndarray | None = None) -> tuple[float, float
         tied &= valid
     i, j = np.unravel_index(int(np.argmax(tied)), tied.shape)
     if np.count_nonzero(tied) > 1:
-        from scipy import ndimage  # scipy comes with scikit-learn
-
         labels, _ = ndimage.label(tied, structure=np.ones((3, 3), dtype=int))
         rows, cols = np.nonzero(labels == labels[i, j])
         return float(cols.mean()) + 0.5, float(rows.mean()) + 0.5
@@ -341,8 +343,6 @@ def box_from_map(binary: np.ndarray) -> tuple[float, float, float, float] | None
     Returns:
         The box in pixels (covering whole pixels), or None when the mask is empty.
     """
-    from scipy import ndimage  # scipy comes with scikit-learn
-
     binary = np.asarray(binary, dtype=bool)
     labels, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=int))
     if n == 0:
@@ -419,6 +419,29 @@ def _canonical_label(label: str, classes: Sequence[str]) -> str:
     )
 
 
+def _checked_maps_and_boxes(maps: Any, boxes: Any, classes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """The maps as an ``(N, C or 1, h, w)`` array and the class names, after checking them and the boxes."""
+    m = _np(maps, "maps")
+    if m.ndim != 4:
+        raise DataError(f"maps has shape {m.shape}; give (N images, C classes or 1, h, w).")
+    classes = [str(c) for c in classes]
+    if m.shape[1] not in (1, len(classes)):
+        raise DataError(
+            f"maps has {m.shape[1]} channels but there are {len(classes)} classes; give one map per "
+            "class, or a single shared map (the no_category ablation)."
+        )
+    if not np.isfinite(m).all():
+        raise DataError("maps hold NaN or infinite values; check the model's outputs.")
+    if not isinstance(boxes, pd.DataFrame):
+        raise DataError(f"boxes is a {type(boxes).__name__}; give a DataFrame with columns row, label, x, y, w, h.")
+    missing = [c for c in ("row", "label", "x", "y", "w", "h") if c not in boxes.columns]
+    if missing:
+        raise DataError(
+            f"boxes lacks the columns {missing} (it has {list(boxes.columns)}); give row, label, x, y, w, h."
+        )
+    return m, classes
+
+
 def localization_scores(
     maps: Any,
     boxes: pd.DataFrame,
@@ -456,24 +479,7 @@ def localization_scores(
         over that detected box's area) and ``visible`` (fraction of the box inside the window).
         ``attrs`` records the threshold, tolerance, crop and eval size.
     """
-    m = _np(maps, "maps")
-    if m.ndim != 4:
-        raise DataError(f"maps has shape {m.shape}; give (N images, C classes or 1, h, w).")
-    classes = [str(c) for c in classes]
-    if m.shape[1] not in (1, len(classes)):
-        raise DataError(
-            f"maps has {m.shape[1]} channels but there are {len(classes)} classes; give one map per "
-            "class, or a single shared map (the no_category ablation)."
-        )
-    if not np.isfinite(m).all():
-        raise DataError("maps hold NaN or infinite values; check the model's outputs.")
-    if not isinstance(boxes, pd.DataFrame):
-        raise DataError(f"boxes is a {type(boxes).__name__}; give a DataFrame with columns row, label, x, y, w, h.")
-    missing = [c for c in ("row", "label", "x", "y", "w", "h") if c not in boxes.columns]
-    if missing:
-        raise DataError(
-            f"boxes lacks the columns {missing} (it has {list(boxes.columns)}); give row, label, x, y, w, h."
-        )
+    m, classes = _checked_maps_and_boxes(maps, boxes, classes)
     _check_threshold(threshold)
     W, H = _float_size(image_size, "image_size")
     x0, y0, cw, ch = (0.0, 0.0, W, H) if crop is None else (float(v) for v in crop)

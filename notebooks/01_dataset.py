@@ -19,7 +19,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -37,11 +37,10 @@ import pandas as pd
 from IPython.display import display
 
 import cral_lib
-from cral_lib import CLASSES, NO_FINDING, viz
+from cral_lib import CLASSES, NO_FINDING, book, viz
 from cral_lib.data import ChestXray14, nih_boxes, nih_metadata
 from cral_lib.data.metadata import label_matrix, label_stats
-from cral_lib.data.phantom import SIGNATURES
-from cral_lib.data.synth import MARKER, OFFICIAL_TEST, OFFICIAL_TOTAL, OFFICIAL_TRAIN_VAL
+from cral_lib.synthetic import MARKER, OFFICIAL_TEST, OFFICIAL_TOTAL, OFFICIAL_TRAIN_VAL, SIGNATURES
 from cral_lib.metrics import ABBREVIATIONS, PAPER_TABLE1, auc_table
 
 pd.set_option("display.max_colwidth", 120)
@@ -59,7 +58,7 @@ seed = 0         # seed of the random splits of the real metadata and of the exa
 n_examples = 8   # images in the grid of examples (the paper's Fig. 3)
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
+data_dir = book.setup(data_dir).data_dir
 
 # %% [markdown]
 # ## The real metadata
@@ -392,7 +391,7 @@ plt.show()
 # release layout, read by the *same* reader, `ChestXray14`, as a real download. Its rows are
 # real: whole patients are drawn from the real metadata with all their images (renumbered from
 # 90,000,001 so that no synthetic image poses as a real one), and split patient-disjointly in
-# the official proportions. Its images are **phantoms** drawn by `cral_lib.data.phantom`: a
+# the official proportions. Its images are **phantoms** drawn by `cral_lib.synthetic.phantom`: a
 # frontal chest film (body, real lung shapes from the masks that ship with `torchxrayvision`,
 # heart, ribs, clavicles, diaphragm, vessel markings) with each finding drawn at an anatomically
 # sensible place, and a box written for each localized finding. Results on it show that the
@@ -444,7 +443,7 @@ viz.plot_examples(
 plt.show()
 
 # %% [markdown]
-# What each finding looks like in the phantoms (`cral_lib.data.phantom.SIGNATURES`; the module's
+# What each finding looks like in the phantoms (`cral_lib.synthetic.SIGNATURES`; the module's
 # docstring describes the drawing in more detail). Each finding also gets a random severity,
 # so some cases are small or faint, as on real films.
 

@@ -18,7 +18,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -46,6 +46,7 @@ from torchvision import transforms as T
 from torchvision.transforms.v2 import functional as TF
 
 import cral_lib
+from cral_lib import book
 from cral_lib.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -60,9 +61,8 @@ from cral_lib.data import (
 )
 from cral_lib.data.augment import sample_crop_params
 from cral_lib.data.images import resize_grey
-from cral_lib.data.synth import OFFICIAL_TOTAL
 from cral_lib.errors import CralError
-from cral_lib.train.distributed import resolve_device
+from cral_lib.synthetic import OFFICIAL_TOTAL
 
 cral_lib.print_config()
 
@@ -88,9 +88,8 @@ png_workers = 2        # DataLoader worker processes of the PNG pipeline (full: 
 big_png_images = 8     # 1024 px synthetic PNGs timed through the PNG pipeline too (0 skips it)
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-device = resolve_device(device)
-print(f"device: {device}")
+env = book.setup(data_dir, device=device)
+data_dir, device = env.data_dir, env.device
 
 # %% [markdown]
 # ## Reading a release folder

@@ -20,7 +20,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -42,12 +42,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
 import cral_lib
-from cral_lib import viz
-from cral_lib.data import ChestXray14, TestTransform
+from cral_lib import book, viz
 from cral_lib.errors import WeightsError
-from cral_lib.localize import center_crop_window
 from cral_lib.models import BACKBONES, build_backbone, hub_cache_path, imagenet_weights
-from cral_lib.train.distributed import resolve_device
 
 cral_lib.print_config()
 
@@ -70,9 +67,8 @@ n_images = 4             # test images whose features are drawn (full scale: the
 n_channels = 8           # conv5 channels drawn for the first image (full scale: the same)
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-device = resolve_device(device)
-print(f"device: {device}")
+env = book.setup(data_dir, device=device)
+data_dir, device = env.data_dir, env.device
 
 # %% [markdown]
 # ## The two backbones, cut at conv5
@@ -314,7 +310,8 @@ print(f"weights used: {weights_used!r}")
 # ## What conv5 looks like on a chest image
 #
 # The images come from the data folder (the book's synthetic ChestX-ray14, unless you point
-# `data_dir` at the real one). They pass through the paper's test transform: resize to
+# `data_dir` at the real one); `book.test_images` takes them and passes them through the paper's
+# test transform, as `evaluate_run` does: resize to
 # $\tfrac{256}{224}$ of the crop side, center crop, grey value copied to the three input
 # channels and normalized with ImageNet's mean and standard deviation. The synthetic images are
 # procedural phantoms, not radiographs of patients: what the features do on them shows that the
@@ -322,14 +319,9 @@ print(f"weights used: {weights_used!r}")
 # are taken first, so that the heatmaps can be compared with them.
 
 # %%
-test = ChestXray14(data_dir, split="test")
-picked = [int(i) for i in test.boxes["row"].drop_duplicates()[:n_images]]
-picked += [i for i in range(len(test)) if i not in picked][: n_images - len(picked)]
-images = np.stack([test[i]["img"] for i in picked])
-resize = round(image_size * 256 / 224)
-x = TestTransform(image_size, resize=resize)(torch.from_numpy(images)).to(device)
-window = center_crop_window((images.shape[2], images.shape[1]), resize, image_size)
-boxes = [test.boxes[test.boxes["row"] == i] for i in picked]
+batch = book.test_images(data_dir, n_images, image_size, device)  # with boxes first; the test transform
+images, x, window = batch.images, batch.x, batch.window
+boxes = batch.boxes
 
 with torch.no_grad():
     F = net(x)
@@ -352,7 +344,7 @@ ncols = min(4, n_channels)
 fig, axes = plt.subplots(math.ceil(n_channels / ncols), ncols, figsize=(2.8 * ncols, 2.9 * math.ceil(n_channels / ncols)), squeeze=False)
 for ax, n in zip(axes.flat, top):
     viz.overlay_heatmap(images[0], F[0, n].cpu(), ax=ax, window=window, vrange=(0.0, vmax), title=f"channel {n}")
-fig.suptitle(f"conv5 channels of {test.names[picked[0]]}", fontsize=10)
+fig.suptitle(f"conv5 channels of {batch.names[0]}", fontsize=10)
 fig.tight_layout()
 plt.show()
 
@@ -369,9 +361,9 @@ plt.show()
 
 # %% mystnb={"figure": {"caption": "The paper's Fig. 5 heatmap on synthetic test images: the maximum over the conv5 channels of the absolute feature value, upsampled over the crop the network saw, with the ground-truth boxes in green. Which weights produced the features is printed above (ImageNet weights, or random weights when the download failed).", "name": "fig-03-heatmaps"}}
 heat = viz.feature_heatmap(F)
-fig, axes = plt.subplots(1, len(picked), figsize=(3.2 * len(picked), 3.4))
-for ax, img, h, b, i in zip(np.atleast_1d(axes), images, heat, boxes, picked):
-    viz.overlay_heatmap(img, h, boxes=b, ax=ax, window=window, title=test.names[i])
+fig, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4))
+for ax, img, h, b, name in zip(np.atleast_1d(axes), images, heat, boxes, batch.names):
+    viz.overlay_heatmap(img, h, boxes=b, ax=ax, window=window, title=name)
 fig.tight_layout()
 plt.show()
 

@@ -19,7 +19,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -39,12 +39,9 @@ import torch.nn.functional as nnf
 from torch import nn
 
 import cral_lib
-from cral_lib import CLASSES, viz
-from cral_lib.data import ChestXray14, TestTransform
-from cral_lib.localize import center_crop_window
+from cral_lib import CLASSES, book, viz
 from cral_lib.metrics import paper_auc
 from cral_lib.models import Att1, CategoryResidualHead, build_model, cral_loss, reference
-from cral_lib.train.distributed import resolve_device
 
 cral_lib.print_config()
 
@@ -66,9 +63,8 @@ image_size = 128       # full scale: 224 (the paper's center crop of 256)
 batch_size = 4         # test images in the batch (full scale: any; the paper trains with 64)
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-device = resolve_device(device)
-print(f"device: {device}")
+env = book.setup(data_dir, device=device)
+data_dir, device = env.data_dir, env.device
 
 # %% [markdown]
 # ## A batch of conv5 features
@@ -85,15 +81,10 @@ print(f"device: {device}")
 # thousands of terms taken in different orders can differ by $10^{-5}$ and blur that line.
 
 # %%
-test = ChestXray14(data_dir, split="test")
-picked = [int(i) for i in test.boxes["row"].drop_duplicates()[:batch_size]]
-picked += [i for i in range(len(test)) if i not in picked][: batch_size - len(picked)]
-images = np.stack([test[i]["img"] for i in picked])
-resize = round(image_size * 256 / 224)
-x = TestTransform(image_size, resize=resize)(torch.from_numpy(images)).to(device)
-window = center_crop_window((images.shape[2], images.shape[1]), resize, image_size)
-y = torch.from_numpy(test.labels[picked]).to(device)
-boxes = [test.boxes[test.boxes["row"] == i] for i in picked]
+batch = book.test_images(data_dir, batch_size, image_size, device)  # with boxes first; the test transform
+images, x, window = batch.images, batch.x, batch.window
+y = batch.labels
+boxes = batch.boxes
 
 with torch.random.fork_rng(devices=[]):
     torch.manual_seed(seed)
@@ -103,7 +94,7 @@ with torch.no_grad():
 B, N, h, w = F.shape
 C = len(CLASSES)
 print(f"x: {tuple(x.shape)}  ->  F: B x N x h x w = {tuple(F.shape)};  C = {C} classes;  K = h w = {h * w} positions")
-print("labels of the batch:", [", ".join(c for c, v in zip(CLASSES, row) if v) or "No Finding" for row in test.labels[picked]])
+print("labels of the batch:", [", ".join(c for c, v in zip(CLASSES, row) if v) or "No Finding" for row in batch.labels.cpu().numpy()])
 
 # %% [markdown]
 # ## Eq. 2–3: the att1 branch

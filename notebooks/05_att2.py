@@ -19,7 +19,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -43,12 +43,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cral_lib
-from cral_lib import CLASSES, viz
-from cral_lib.data import ChestXray14, TestTransform
-from cral_lib.localize import center_crop_window
+from cral_lib import CLASSES, book, viz
 from cral_lib.metrics import PAPER_TABLE2
 from cral_lib.models import BACKBONES, Att1, Att2, build_model, cral_loss, reference
-from cral_lib.train.distributed import resolve_device
 
 cral_lib.print_config()
 
@@ -71,9 +68,8 @@ batch_size = 4         # images in the batch that is drawn and timed (full scale
 timing_repeats = 3     # timed rounds of training steps, after one warm-up round (full scale: the same)
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-device = resolve_device(device)
-print(f"device: {device}")
+env = book.setup(data_dir, device=device)
+data_dir, device = env.data_dir, env.device
 
 # %% [markdown]
 # ## From the Residual Attention Network to a 7 x 7 map
@@ -121,15 +117,10 @@ print(f"device: {device}")
 # agreement to about $10^{-15}$ means the same computation.
 
 # %%
-test = ChestXray14(data_dir, split="test")
-picked = [int(i) for i in test.boxes["row"].drop_duplicates()[:batch_size]]
-picked += [i for i in range(len(test)) if i not in picked][: batch_size - len(picked)]
-images = np.stack([test[i]["img"] for i in picked])
-resize = round(image_size * 256 / 224)
-x = TestTransform(image_size, resize=resize)(torch.from_numpy(images)).to(device)
-window = center_crop_window((images.shape[2], images.shape[1]), resize, image_size)
-y = torch.from_numpy(test.labels[picked]).to(device)
-boxes = [test.boxes[test.boxes["row"] == i] for i in picked]
+batch = book.test_images(data_dir, batch_size, image_size, device)  # with boxes first; the test transform
+images, x, window = batch.images, batch.x, batch.window
+y = batch.labels
+boxes = batch.boxes
 
 with torch.random.fork_rng(devices=[]):
     torch.manual_seed(seed)

@@ -23,7 +23,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -35,62 +35,52 @@ if importlib.util.find_spec("cral_lib") is None:
 # ## Setup imports
 
 # %%
-import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import cral_lib
-from cral_lib import viz
+from cral_lib import book, viz
 from cral_lib.data import ChestXray14
+from cral_lib.device import amp_settings
 from cral_lib.errors import CheckpointError
-from cral_lib.train import TrainConfig, paper_recipe, read_history, train
+from cral_lib.train import paper_recipe, read_history, train
 from cral_lib.train.checkpoint import load_checkpoint
-from cral_lib.train.distributed import resolve_device
-from cral_lib.train.loop import amp_settings
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the book's fast mode: they train on a 2-core CPU in about three and a half
-# minutes. The comment beside each knob gives the paper's value (Section 4.2); on a GPU with the real
-# dataset, change only these values (papermill overrides any of them with `-p name value`, and
-# the section "Full scale" below lists them together). Chapters 7, 9 and 10 use the same
-# training parameters: the same values give the same run folder, so they reuse this run instead
-# of training their own.
+# The default recipe is the book's fast mode: it trains on a 2-core CPU in about three and a half
+# minutes. `recipe = "paper"` is the recipe of Section 4.2 (for a GPU with the real dataset); a
+# knob left at `None` takes the recipe's value, and the comment beside it gives the paper's.
+# papermill overrides any of them with `-p name value`, and the section "Full scale" below lists
+# them together. Chapters 7, 9 and 10 use the same training parameters: the same values give the
+# same config and so the same run folder, and they reuse this run instead of training their own.
 
 # %% tags=["parameters"]
 data_dir = ""               # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 runs_dir = ""               # where runs are written; "" means $CRAL_RUNS_DIR, else "runs"
 device = "auto"             # "auto", "cpu", "cuda"
+recipe = "fast"             # "fast": the book's fast mode; full scale: "paper" (Section 4.2)
 seed = 0                    # seed of the validation split, the shuffling, the augmentation and the initial weights
-backbone = "resnet18"       # full scale: "resnet50" (or "densenet121")
+backbone = None             # None: the recipe's; the paper: "resnet50" (or "densenet121")
 attention = "att1"          # "att1" or "att2"
 variant = "cral"            # "cral", or an ablation of chapter 8
-weights = None              # full scale: "imagenet"
-optimizer = "adamw"         # full scale: "sgd" (the paper's SGD with momentum 0.9)
-lr = 1e-3                   # full scale: 0.01
-attention_lr_scale = 0.01   # the attention branch learns at lr * this; full scale: 1
-image_size = 64             # side of the training crops; full scale: 224
-cache_size = 73             # side of the cached images the crops come from; full scale: 256
-crop_scale = [0.5, 1.0]     # share of the image area a random crop covers; full scale: [0.08, 1.0]
-batch_size = 16             # full scale: 64
-epochs = 6                  # full scale: 30
-lr_milestones = [5]         # epochs after which the learning rate is divided by 10; full scale: [20]
-prior_bias = True           # start each classifier at its class's log-odds; full scale: False
+weights = None              # None: the recipe's; the paper: "imagenet"
+image_size = None           # side of the training crops; the paper: 224
+cache_size = None           # side of the cached images the crops come from; the paper: 256
+batch_size = None           # the paper: 64
+epochs = None               # the paper: 30
 amp = "auto"                # mixed precision: "auto" (bf16 or fp16 on a GPU, off on a CPU), "bf16", "fp16", "off"
 compile = False             # torch.compile the model; full scale: True on a recent GPU
 checkpoint_every_steps = 0  # also checkpoint every N steps (0: every epoch only); full scale: 200
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-runs_dir = Path(runs_dir or os.environ.get("CRAL_RUNS_DIR", "runs"))
-dev = resolve_device(device)
-print(f"device: {dev}; runs: {runs_dir.resolve()}")
+env = book.setup(data_dir, runs_dir=runs_dir, device=device)
+data_dir, dev = env.data_dir, env.device
 
 # %% [markdown]
 # ## The recipe
@@ -102,35 +92,19 @@ print(f"device: {dev}; runs: {runs_dir.resolve()}")
 # weights.
 #
 # `TrainConfig` carries all of it. Its defaults *are* the paper's recipe (`paper_recipe()` is
-# `TrainConfig()` with overrides), so a config states only where it departs from the paper. The
-# next cell builds this chapter's config from the parameters and lays it beside the paper's.
-# The run folder's name encodes the model and the crop size, so that later chapters find it.
+# `TrainConfig()` with overrides), so a config states only where it departs from the paper; the
+# book's fast mode is `fast_recipe()`, defined beside it. The next cell builds this chapter's
+# config with `env.recipe`: the recipe the parameters name, with the parameters that are not
+# `None` on top. It lays the config beside the paper's. The run folder's name comes from the
+# config (`env.run_dir`: the model, the crop size and a hash of every field a resumed run must
+# keep), so that a later chapter that builds the same config finds this run.
 
 # %%
-run_dir = runs_dir / f"{backbone}_{attention}_{variant}_{image_size}px"
-config = TrainConfig(
-    data_dir=str(data_dir),
-    out_dir=str(run_dir),
-    backbone=backbone,
-    attention=attention,
-    variant=variant,
-    weights=weights,
-    optimizer=optimizer,
-    lr=lr,
-    attention_lr_scale=attention_lr_scale,
-    image_size=image_size,
-    cache_size=cache_size,
-    crop_scale=crop_scale,
-    batch_size=batch_size,
-    epochs=epochs,
-    lr_milestones=lr_milestones,
-    prior_bias=prior_bias,
-    amp=amp,
-    compile=compile,
-    checkpoint_every_steps=checkpoint_every_steps,
-    seed=seed,
-    device=str(dev),
-).validate()
+config = env.recipe(recipe, seed=seed, backbone=backbone, attention=attention, variant=variant, weights=weights,
+                    image_size=image_size, cache_size=cache_size, batch_size=batch_size, epochs=epochs, amp=amp,
+                    compile=compile, checkpoint_every_steps=checkpoint_every_steps)
+run_dir = env.run_dir(config)
+print(f"run folder: {run_dir}")
 
 fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "attention_lr_scale", "momentum",
           "weight_decay", "image_size",
@@ -138,12 +112,12 @@ fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "att
           "val_fraction", "seed", "amp"]
 paper = paper_recipe().to_dict()
 mine = config.to_dict()
-recipe = pd.DataFrame(
+recipe_table = pd.DataFrame(
     {"paper (Section 4.2)": [str(paper[f]) for f in fields], "this run": [str(mine[f]) for f in fields]},
     index=fields,
 )
-recipe["same"] = np.where(recipe.iloc[:, 0] == recipe.iloc[:, 1], "yes", "")
-recipe
+recipe_table["same"] = np.where(recipe_table.iloc[:, 0] == recipe_table.iloc[:, 1], "yes", "")
+recipe_table
 
 # %% [markdown]
 # What each line means:
@@ -416,7 +390,7 @@ except CheckpointError as err:
 # - **Several GPUs** with `torchrun`: the same command, started once per GPU,
 #
 #   ```bash
-#   torchrun --nproc_per_node=4 -m cral_lib train --data DATA --out runs/resnet50_att1_cral_224px
+#   torchrun --nproc_per_node=4 -m cral_lib train --data DATA
 #   ```
 #
 #   Each process takes its own shard of every epoch; `batch_size` is the global batch (64 is
@@ -446,21 +420,18 @@ pd.Series({
 # ChestX-ray14 release in `data_dir` or `CRAL_DATA_DIR`):
 #
 # ```python
-# backbone = "resnet50"        # or "densenet121"
+# recipe = "paper"             # Section 4.2: ImageNet weights, SGD, 224 px crops of 256 px, batch 64, 30 epochs
+# backbone = None              # the recipe's "resnet50"; or "densenet121"
 # attention = "att1"           # or "att2"
-# weights = "imagenet"
-# optimizer, lr, attention_lr_scale = "sgd", 0.01, 1
-# image_size, cache_size, crop_scale = 224, 256, [0.08, 1.0]
-# batch_size, epochs, lr_milestones = 64, 30, [20]
-# prior_bias = False
 # amp, compile = "auto", True
 # checkpoint_every_steps = 200
 # ```
 #
-# or, in a terminal, `cral train --data DATA --out runs/resnet50_att1_cral_224px --compile
-# --checkpoint-every-steps 200`: every other default of `cral train` is the paper's. The run
-# folder is then `resnet50_att1_cral_224px`, and chapters 7, 9 and 10 run with the same
-# parameters find it.
+# or, in a terminal, `cral train --data DATA --compile --checkpoint-every-steps 200`: every
+# default of `cral train` is the paper's. Without `--out`, `cral train` writes into
+# `runs/NAME`, and NAME is the one `env.run_dir` gives the same config here
+# (`resnet50_att1_cral_224px-` and the recipe's hash); chapters 7, 9 and 10 run with the same
+# parameters build the same config and find the run.
 #
 # ### On Colab
 # Choose a GPU runtime (Runtime > Change runtime type). Without further steps the notebook uses

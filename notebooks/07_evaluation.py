@@ -21,7 +21,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -34,8 +34,6 @@ if importlib.util.find_spec("cral_lib") is None:
 
 # %%
 import json
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -43,78 +41,52 @@ import pandas as pd
 import torch
 
 import cral_lib
-from cral_lib import CLASSES, viz
+from cral_lib import CLASSES, book, viz
 from cral_lib.data import nih_metadata
 from cral_lib.metrics import ABBREVIATIONS, bootstrap_auc, format_table, paper_comparison, paper_row
-from cral_lib.train import TrainConfig, evaluate_run, train
-from cral_lib.train.distributed import resolve_device
+from cral_lib.train import evaluate_run, train
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The training parameters are chapter 6's, with the same defaults (the book's fast mode; the
-# comments give the paper's values): the same values give the same config and the same run
-# folder, so this chapter evaluates chapter 6's run. Run on its own, it trains that run first.
-# papermill overrides any value with `-p name value`.
+# The training parameters are chapter 6's, with the same defaults (the book's fast mode; a knob
+# left at `None` takes the recipe's value, and the comments give the paper's): the same values give
+# the same config and the same run folder, so this chapter evaluates chapter 6's run. Run on its
+# own, it trains that run first. papermill overrides any value with `-p name value`.
 
 # %% tags=["parameters"]
 data_dir = ""          # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 runs_dir = ""          # where runs are written; "" means $CRAL_RUNS_DIR, else "runs"
 device = "auto"        # "auto", "cpu", "cuda"
+recipe = "fast"        # "fast": the book's fast mode; full scale: "paper" (Section 4.2)
 seed = 0               # seed of the training run and of the bootstrap
-backbone = "resnet18"  # full scale: "resnet50" (or "densenet121")
+backbone = None        # None: the recipe's; the paper: "resnet50" (or "densenet121")
 attention = "att1"     # "att1" or "att2"
 variant = "cral"       # "cral", or an ablation of chapter 8
-weights = None         # full scale: "imagenet"
-optimizer = "adamw"    # full scale: "sgd"
-lr = 1e-3              # full scale: 0.01
-attention_lr_scale = 0.01  # full scale: 1 (the attention branch learns at lr times this)
-image_size = 64        # full scale: 224
-cache_size = 73        # full scale: 256
-crop_scale = [0.5, 1.0]  # full scale: [0.08, 1.0]
-batch_size = 16        # full scale: 64
-epochs = 6             # full scale: 30
-lr_milestones = [5]    # full scale: [20]
-prior_bias = True      # full scale: False
+weights = None         # None: the recipe's; the paper: "imagenet"
+image_size = None      # the paper: 224
+cache_size = None      # the paper: 256
+batch_size = None      # the paper: 64
+epochs = None          # the paper: 30
 amp = "auto"           # mixed precision on a GPU (see chapter 6)
 split = "test"         # the split to evaluate: the paper's official test split
 which = "best"         # checkpoint: "best" (best validation mean AUC) or "last"
 n_boot = 1000          # bootstrap resamples for the 95% confidence intervals
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-runs_dir = Path(runs_dir or os.environ.get("CRAL_RUNS_DIR", "runs"))
-dev = resolve_device(device)
-print(f"device: {dev}; runs: {runs_dir.resolve()}")
+env = book.setup(data_dir, runs_dir=runs_dir, device=device)
+data_dir, dev = env.data_dir, env.device
 
 # %% [markdown]
 # ## The run of chapter 6
-# The config is built exactly as in chapter 6. `train(config, resume="auto")` returns the
-# finished run at once (or trains it, when chapter 6 has not run with these parameters).
+# The config is built exactly as in chapter 6, by the same call, and `env.run_dir` names the same
+# folder. `train(config, resume="auto")` returns the finished run at once (or trains it, when
+# chapter 6 has not run with these parameters).
 
 # %%
-config = TrainConfig(
-    data_dir=str(data_dir),
-    out_dir=str(runs_dir / f"{backbone}_{attention}_{variant}_{image_size}px"),
-    backbone=backbone,
-    attention=attention,
-    variant=variant,
-    weights=weights,
-    optimizer=optimizer,
-    lr=lr,
-    attention_lr_scale=attention_lr_scale,
-    image_size=image_size,
-    cache_size=cache_size,
-    crop_scale=crop_scale,
-    batch_size=batch_size,
-    epochs=epochs,
-    lr_milestones=lr_milestones,
-    prior_bias=prior_bias,
-    amp=amp,
-    seed=seed,
-    device=str(dev),
-)
+config = env.recipe(recipe, seed=seed, backbone=backbone, attention=attention, variant=variant, weights=weights,
+                    image_size=image_size, cache_size=cache_size, batch_size=batch_size, epochs=epochs, amp=amp)
 run = train(config, resume="auto", progress=True)
 print(f"{run.run_dir}: best validation mean AUC {run.best_val_auc:.4f} at epoch {run.best_epoch}")
 
@@ -126,7 +98,7 @@ print(f"{run.run_dir}: best validation mean AUC {run.best_val_auc:.4f} at epoch 
 # bootstrap intervals. In a terminal:
 #
 # ```bash
-# cral evaluate --run runs/resnet18_att1_cral_64px            # --split test --checkpoint best
+# cral evaluate --run RUN            # RUN: the run folder printed above; --split test --checkpoint best
 # ```
 
 # %%

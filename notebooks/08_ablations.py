@@ -21,7 +21,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -33,59 +33,57 @@ if importlib.util.find_spec("cral_lib") is None:
 # ## Setup imports
 
 # %%
-import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 import cral_lib
+from cral_lib import book
 from cral_lib.metrics import PAPER_TABLE2, paired_bootstrap, paper_auc
 from cral_lib.models import build_model
-from cral_lib.train import TrainConfig, compare_runs, evaluate_run, train
-from cral_lib.train.distributed import resolve_device
+from cral_lib.train import compare_runs, evaluate_run, train
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
 # The defaults are the book's fast mode, smaller still than chapter 6's so that the whole grid
-# trains on a 2-core CPU in a few minutes: 64-pixel crops, a subset of the training images, four
-# epochs per model (chapter 6 explains the optimizer and the other fast-mode choices). The comments give the paper's values; on a GPU with the real dataset, change
-# only these (papermill: `-p name value`). Every run is kept under `runs_dir` with a name that
-# encodes its config, and `train(config, resume="auto")` reuses a finished run, so executing the
-# chapter again costs only the evaluation.
+# trains on a 2-core CPU in a few minutes: the grid's recipe (`book.recipe(..., ablation=True)`)
+# is chapter 6's fast recipe with four epochs per model, on a seeded subset of 500 training
+# images (chapter 6 explains the optimizer and the other fast-mode choices). `recipe = "paper"`
+# is the paper's recipe, for a GPU with the real dataset; a knob left at `None` takes the
+# recipe's value, and the comments give the paper's (papermill: `-p name value`). Every run is
+# kept under `runs_dir` in a folder named from its config, and `train(config, resume="auto")`
+# reuses a finished run, so executing the chapter again costs only the evaluation.
 
 # %% tags=["parameters"]
 data_dir = ""               # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 runs_dir = ""               # where runs are written; "" means $CRAL_RUNS_DIR, else "runs"
 device = "auto"             # "auto", "cpu", "cuda"
+recipe = "fast"             # "fast": the grid's fast mode; full scale: "paper" (Section 4.2)
 seed = 0                    # seed of every run and of the bootstrap
-backbone = "resnet18"       # full scale: "resnet50" (or "densenet121")
+backbone = None             # None: the recipe's; the paper: "resnet50" (or "densenet121")
 attentions = ["att1", "att2"]  # the attention branches of Table 2
-weights = None              # full scale: "imagenet"
-optimizer = "adamw"         # full scale: "sgd" (chapter 6 explains the fast mode's choices)
-lr = 1e-3                   # full scale: 0.01
-attention_lr_scale = 0.01   # the attention branch learns at lr * this; full scale: 1
-image_size = 64             # full scale: 224
-cache_size = 73             # full scale: 256
-crop_scale = [0.5, 1.0]     # full scale: [0.08, 1.0]
-batch_size = 16             # full scale: 64
-epochs = 4                  # full scale: 30
-lr_milestones = [3]         # full scale: [20]
-prior_bias = True           # full scale: False
-max_train_images = 500      # a seeded subset of the training split; full scale: None (all images)
+weights = None              # None: the recipe's; the paper: "imagenet"
+image_size = None           # the paper: 224
+cache_size = None           # the paper: 256
+batch_size = None           # the paper: 64
+epochs = None               # None: the recipe's (the grid's fast mode trains fewer than chapter 6's); the paper: 30
+max_train_images = None     # None: the recipe's (the grid's fast mode: a seeded subset); the paper: all images
 amp = "auto"                # mixed precision on a GPU (see chapter 6)
 n_boot = 1000               # bootstrap resamples of the intervals and of the paired tests
 second_seed = 1             # train CRAL once more with this seed, to see training noise (None: skip)
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-runs_dir = Path(runs_dir or os.environ.get("CRAL_RUNS_DIR", "runs"))
-dev = resolve_device(device)
-print(f"device: {dev}; runs: {runs_dir.resolve()}")
+env = book.setup(data_dir, runs_dir=runs_dir, device=device)
+data_dir, dev = env.data_dir, env.device
+# the knobs every model of the grid shares; None takes the grid recipe's value
+knobs = dict(seed=seed, backbone=backbone, weights=weights, image_size=image_size, cache_size=cache_size,
+             batch_size=batch_size, epochs=epochs, max_train_images=max_train_images, amp=amp)
+backbone = env.recipe(recipe, ablation=True, **knobs).backbone
+print(f"the grid's backbone: {backbone}")
 
 # %% [markdown]
 # ## The grid
@@ -125,37 +123,18 @@ pd.DataFrame(sizes).T
 # interval (chapter 7). In a terminal, one cell of the grid is
 #
 # ```bash
-# cral train --data DATA --out runs/ablation_resnet50_att1_no_residual_224px --variant no_residual
-# cral evaluate --run runs/ablation_resnet50_att1_no_residual_224px
+# cral train --data DATA --variant no_residual   # the paper's recipe; it prints its run folder, runs/NAME
+# cral evaluate --run runs/NAME
 # ```
 #
-# The run folders are named `ablation_<backbone>_<attention>_<variant>_<crop>px`.
+# Each run folder is named from its config by `env.run_dir`:
+# `<backbone>_<attention>_<variant>_<crop>px-<hash>`, the hash covering every other field of the
+# recipe. Chapter 10 builds the baseline's config with the same call and so finds its run.
 
 # %%
 def ablation_config(attention, variant, run_seed=seed):
-    suffix = "" if run_seed == seed else f"_seed{run_seed}"
-    return TrainConfig(
-        data_dir=str(data_dir),
-        out_dir=str(runs_dir / f"ablation_{backbone}_{attention}_{variant}_{image_size}px{suffix}"),
-        backbone=backbone,
-        attention=attention,
-        variant=variant,
-        weights=weights,
-        image_size=image_size,
-        cache_size=cache_size,
-        batch_size=batch_size,
-        epochs=epochs,
-        optimizer=optimizer,
-        crop_scale=crop_scale,
-        prior_bias=prior_bias,
-        lr=lr,
-        attention_lr_scale=attention_lr_scale,
-        lr_milestones=lr_milestones,
-        max_train_images=max_train_images,
-        amp=amp,
-        seed=run_seed,
-        device=str(dev),
-    )
+    """One model of the grid: the grid's recipe with this attention branch, variant and seed."""
+    return env.recipe(recipe, ablation=True, **{**knobs, "seed": run_seed}, attention=attention, variant=variant)
 
 
 runs, evals = {}, {}
@@ -204,7 +183,7 @@ table2
 # files; in a terminal it is
 #
 # ```bash
-# cral compare runs/ablation_resnet50_att1_cral_224px runs/ablation_resnet50_att1_no_residual_224px
+# cral compare RUN_A RUN_B        # two evaluated run folders, e.g. CRAL's and w/o residual's
 # ```
 #
 # Here every ablation is compared with CRAL of the same attention branch. The difference is
@@ -342,11 +321,9 @@ plt.show()
 # At full scale the question becomes answerable. The real test split has 25,596 images and
 # hundreds to thousands of positives per class (chapter 7), which should narrow the paired
 # intervals of the mean AUC to the order of the paper's gaps. Run the chapter with the
-# paper's parameters (`backbone="resnet50"`, `weights="imagenet"`, `image_size=224`,
-# `cache_size=256`, `batch_size=64`, `epochs=30`, `lr_milestones=[20]`,
-# `max_train_images=None`, `optimizer="sgd"`, `attention_lr_scale=1`, `crop_scale=[0.08, 1.0]`,
-# `prior_bias=False`:
-# seven 30-epoch runs, so put `runs_dir` on storage that survives the session;
+# paper's recipe (`recipe="paper"`: ResNet-50 from ImageNet weights, SGD, 224-pixel crops,
+# batch 64, 30 epochs on every training image; `backbone="densenet121"` for the other half of
+# Table 2): seven 30-epoch runs, so put `runs_dir` on storage that survives the session;
 # `benchmarks/end_to_end.py` projects the time of one on your GPU, as the book's performance page
 # explains), and, to judge the methods rather than single runs, repeat it with a few seeds.
 #

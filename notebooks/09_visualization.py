@@ -18,7 +18,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -30,9 +30,6 @@ if importlib.util.find_spec("cral_lib") is None:
 # ## Setup imports
 
 # %%
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -40,10 +37,9 @@ import torch
 from matplotlib.patches import Rectangle
 
 import cral_lib
-from cral_lib import CLASSES, localize, metrics, viz
-from cral_lib.data import ChestXray14, ImageCache, TestTransform, build_cache
-from cral_lib.train import fast_recipe, load_run_model, train
-from cral_lib.train.distributed import resolve_device
+from cral_lib import CLASSES, book, localize, metrics, viz
+from cral_lib.data import ChestXray14, ImageCache, TestTransform, build_cache, test_time_resize
+from cral_lib.train import load_run_model, train
 
 cral_lib.print_config()
 
@@ -51,71 +47,48 @@ cral_lib.print_config()
 # ## Parameters
 # The defaults are the book's fast mode (chapter 6): a small ResNet-18 trained from scratch for
 # six epochs on 64-pixel crops, which runs on a laptop CPU in a few minutes. The comments give the paper's
-# full-scale values (Section 4.2); on a GPU, change only these. papermill overrides any of them
-# with `-p name value`. The training parameters are the same as chapter 6's: the same values give
-# the same run folder, so this chapter reuses chapter 6's model instead of training its own.
+# full-scale values (Section 4.2): `recipe = "paper"` on a GPU, and a knob left at `None` takes
+# the recipe's value. papermill overrides any of them with `-p name value`. The training
+# parameters are the same as chapter 6's: the same values give the same config and the same run
+# folder, so this chapter reuses chapter 6's model instead of training its own.
 
 # %% tags=["parameters"]
 data_dir = ""          # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 runs_dir = ""          # where trained runs live; "" means $CRAL_RUNS_DIR, else "runs"
 device = "auto"        # "auto", "cpu", "cuda"
+recipe = "fast"        # "fast": the book's fast mode; full scale: "paper" (Section 4.2)
 seed = 0               # seed of the training run and of the choice of example images
-backbone = "resnet18"  # full scale: "resnet50" or "densenet121"
+backbone = None        # None: the recipe's; the paper: "resnet50" or "densenet121"
 attention = "att1"     # "att1" or "att2"
 variant = "cral"       # the full model (chapter 8 trains the ablations)
-weights = None         # full scale: "imagenet"
-optimizer = "adamw"    # full scale: "sgd"
-lr = 1e-3              # full scale: 0.01
-attention_lr_scale = 0.01  # full scale: 1 (the attention branch learns at lr times this)
-image_size = 64        # side of the network's input crop; full scale: 224
-cache_size = 73        # side of the cached (resized) images; full scale: 256
-crop_scale = [0.5, 1.0]  # full scale: [0.08, 1.0]
-batch_size = 16        # full scale: 64
-epochs = 6             # full scale: 30
-lr_milestones = [5]    # epochs after which the learning rate drops tenfold; full scale: [20]
-prior_bias = True      # full scale: False
+weights = None         # None: the recipe's; the paper: "imagenet"
+image_size = None      # side of the network's input crop; the paper: 224
+cache_size = None      # side of the cached (resized) images; the paper: 256
+batch_size = None      # the paper: 64
+epochs = None          # the paper: 30
+amp = "auto"           # mixed precision on a GPU (see chapter 6)
 predict_batch = 64     # images per forward pass when predicting the test split
 n_examples = 6         # images in the heatmap figure (Fig. 5)
 n_topk = 8             # images in the top-k figure (Fig. 6)
 n_explorer = 12        # images in the interactive explorer
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-runs_dir = Path(runs_dir or os.environ.get("CRAL_RUNS_DIR", "runs"))
-dev = resolve_device(device)
+env = book.setup(data_dir, runs_dir=runs_dir, device=device)
+data_dir, dev = env.data_dir, env.device
 rng = np.random.default_rng(seed)
-print(f"device: {dev}; runs: {runs_dir}")
 
 # %% [markdown]
 # ## The trained model
-# The next cell builds the training configuration of chapter 6 from the parameters above and
-# calls `train(config, resume="auto")`. When chapter 6 has already trained this run (as in the
+# The next cell builds the training configuration of chapter 6 from the parameters above, by the
+# same call as chapter 6, and calls `train(config, resume="auto")`. When chapter 6 has already trained this run (as in the
 # book's build), the call finds the finished checkpoint and returns at once; when this chapter
 # runs on its own, it trains the run first. Then `load_run_model` rebuilds the network and loads
 # the checkpoint with the best validation AUC, in evaluation mode.
 
 # %%
 # The run of chapter 6 (same parameters -> same config -> same run folder).
-config = fast_recipe(
-    data_dir=str(data_dir),
-    out_dir=str(runs_dir / f"{backbone}_{attention}_{variant}_{image_size}px"),
-    backbone=backbone,
-    attention=attention,
-    variant=variant,
-    weights=weights,
-    optimizer=optimizer,
-    lr=lr,
-    attention_lr_scale=attention_lr_scale,
-    image_size=image_size,
-    cache_size=cache_size,
-    crop_scale=crop_scale,
-    batch_size=batch_size,
-    epochs=epochs,
-    lr_milestones=lr_milestones,
-    prior_bias=prior_bias,
-    seed=seed,
-    device=device,
-)
+config = env.recipe(recipe, seed=seed, backbone=backbone, attention=attention, variant=variant, weights=weights,
+                    image_size=image_size, cache_size=cache_size, batch_size=batch_size, epochs=epochs, amp=amp)
 
 # %%
 run = train(config, resume="auto")
@@ -132,15 +105,16 @@ print(f"{run.run_dir}: best validation mean AUC {run.best_val_auc:.3f} at epoch 
 # network makes (conv5 features, attention) cover that window, not the whole image: a map of
 # $h \times w$ cells is spread over the window, and whatever lies outside it was never seen.
 #
-# The resize before the crop is the one `evaluate_run` uses (chapter 7): `image_size * 256 / 224`,
-# rounded, which is the cache size itself in both the fast mode and the paper's setting.
+# The resize before the crop is the one `evaluate_run` uses (chapter 7), `test_time_resize`:
+# `image_size * 256 / 224`, rounded, which is the cache size itself in both the fast mode and
+# the paper's setting.
 
 # %%
 test = ChestXray14(data_dir, split="test", val_fraction=config.val_fraction, seed=config.seed)
 cache = ImageCache(build_cache(data_dir, out=config.cache_dir, size=config.cache_size))
 cache_rows = cache.rows(test.names)
-resize = round(config.image_size * 256 / 224)
-transform = TestTransform(size=config.image_size, resize=resize)
+resize = test_time_resize(config.image_size)
+transform = TestTransform.for_crop(config.image_size)
 boxes = test.boxes
 png_sizes = cache.original_sizes[cache_rows]
 print(f"{len(test)} test images, {len(boxes)} boxes on {boxes['row'].nunique()} of them")

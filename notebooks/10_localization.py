@@ -10,7 +10,7 @@
 # the overlap of a thresholded map with the box (IoU, and the IoBB of Wang et al.), class by
 # class. It compares three kinds of maps: CRAL's attention maps $a^c$ (Eq. 3), CRAL's own class
 # activation maps, and the class activation maps (CAM) {cite}`zhou2016cam` of the baseline
-# without attention (Table 2's "w/o attention", trained with chapter 6's recipe), and it puts them next
+# without attention (Table 2's "w/o attention", the run of chapter 8's grid), and it puts them next
 # to maps that know nothing about the image, so that the numbers can be judged.
 #
 # You will learn how each measure is computed (once by hand, then for every box with
@@ -21,7 +21,7 @@
 # ## Setup environment
 # On Colab this installs `cral_lib`; elsewhere it does nothing (the package is already installed).
 
-# %%
+# %% tags=["remove-output"]
 import importlib.util
 import subprocess
 import sys
@@ -33,9 +33,6 @@ if importlib.util.find_spec("cral_lib") is None:
 # ## Setup imports
 
 # %%
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -44,40 +41,37 @@ from matplotlib.patches import Rectangle
 from scipy import stats
 
 import cral_lib
-from cral_lib import CLASSES, localize, viz
-from cral_lib.data import ChestXray14, ImageCache, TestTransform, build_cache, nih_boxes
-from cral_lib.data.synth import MARKER
-from cral_lib.train import fast_recipe, load_run_model, train
-from cral_lib.train.distributed import resolve_device
+from cral_lib import CLASSES, book, localize, viz
+from cral_lib.data import ChestXray14, ImageCache, TestTransform, build_cache, nih_boxes, test_time_resize
+from cral_lib.synthetic import MARKER
+from cral_lib.train import load_run_model, train
+from cral_lib.train.config import RESUMABLE_FIELDS
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
 # The defaults are the book's fast mode (chapter 6: a ResNet-18 trained from scratch for six
-# epochs on 64-pixel crops); the comments give the paper's full-scale values. The training parameters are
-# those of chapters 6 and 8, so that during the book's build this chapter reuses their two runs;
-# run on its own, it trains them first. papermill overrides any value with `-p name value`.
+# epochs on 64-pixel crops); `recipe = "paper"` is the paper's full scale, a knob left at `None`
+# takes the recipe's value, and the comments give the paper's. The training parameters are those
+# of chapters 6 and 8, so that during the book's build this chapter reuses their two runs; run
+# on its own, it trains them first. papermill overrides any value with `-p name value`.
 
 # %% tags=["parameters"]
 data_dir = ""          # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 runs_dir = ""          # where trained runs live; "" means $CRAL_RUNS_DIR, else "runs"
 device = "auto"        # "auto", "cpu", "cuda"
+recipe = "fast"        # "fast": the book's fast mode; full scale: "paper" (Section 4.2)
 seed = 0               # seed of the runs, the chance maps, the bootstrap and the examples
-backbone = "resnet18"  # full scale: "resnet50" or "densenet121"
+backbone = None        # None: the recipe's; the paper: "resnet50" or "densenet121"
 attention = "att1"     # "att1" or "att2"
 variant = "cral"       # the full model; the baseline is always variant "no_attention"
-weights = None         # full scale: "imagenet"
-optimizer = "adamw"    # full scale: "sgd"
-lr = 1e-3              # full scale: 0.01
-attention_lr_scale = 0.01  # full scale: 1 (the attention branch learns at lr times this)
-image_size = 64        # side of the network's input crop; full scale: 224
-cache_size = 73        # side of the cached (resized) images; full scale: 256
-crop_scale = [0.5, 1.0]  # full scale: [0.08, 1.0]
-batch_size = 16        # full scale: 64
-epochs = 6             # full scale: 30
-lr_milestones = [5]    # epochs after which the learning rate drops tenfold; full scale: [20]
-prior_bias = True      # full scale: False
+weights = None         # None: the recipe's; the paper: "imagenet"
+image_size = None      # side of the network's input crop; the paper: 224
+cache_size = None      # side of the cached (resized) images; the paper: 256
+batch_size = None      # the paper: 64
+epochs = None          # the paper: 30
+amp = "auto"           # mixed precision on a GPU (see chapter 6)
 predict_batch = 64     # images per forward pass
 threshold = 0.5        # cut-off on the min-max normalised map for IoU and IoBB
 tolerance = 0.0        # pointing-game margin in pixels of the PNG (Zhang et al. used 15)
@@ -87,49 +81,36 @@ n_show = 3             # hits and misses shown in the example figure
 real_data = "auto"     # is data_dir a real download? "auto": yes unless it holds the synthetic marker
 
 # %%
-data_dir = cral_lib.data.resolve_data_dir(data_dir)
-runs_dir = Path(runs_dir or os.environ.get("CRAL_RUNS_DIR", "runs"))
-dev = resolve_device(device)
+env = book.setup(data_dir, runs_dir=runs_dir, device=device)
+data_dir, dev = env.data_dir, env.device
 rng = np.random.default_rng(seed)
 is_real = not (data_dir / MARKER).is_file() if real_data == "auto" else bool(real_data)
-print(f"device: {dev}; runs: {runs_dir}; data: {'real release' if is_real else 'synthetic'}")
+print(f"data: {'real release' if is_real else 'synthetic'}")
 
 # %% [markdown]
 # ## Two trained models
-# CRAL is the run of chapter 6; the baseline without attention is trained here with exactly the
-# same recipe, so that the two differ only by the attention (one cell each, below).
-# `train(config, resume="auto")` returns at once when a run is finished and trains it otherwise.
+# CRAL is the run of chapter 6; the baseline without attention is chapter 8's "w/o attention"
+# run (one cell each, below). Each config is built by the same call as in its own chapter, so
+# `env.run_dir` names the same folder, and `train(config, resume="auto")` returns at once when
+# the run is finished (and trains it otherwise). In the fast mode the two recipes differ by more
+# than the attention: chapter 8's grid trains each model for fewer epochs on a subset of the
+# training images, so the baseline has seen less; the table below lists every difference of
+# the two recipes. With `recipe = "paper"` both are the paper's recipe and differ only by the
+# attention.
 
 # %%
 # The CRAL run of chapter 6 (same parameters -> same config -> same run folder).
-cral_config = fast_recipe(
-    data_dir=str(data_dir),
-    out_dir=str(runs_dir / f"{backbone}_{attention}_{variant}_{image_size}px"),
-    backbone=backbone,
-    attention=attention,
-    variant=variant,
-    weights=weights,
-    optimizer=optimizer,
-    lr=lr,
-    attention_lr_scale=attention_lr_scale,
-    image_size=image_size,
-    cache_size=cache_size,
-    crop_scale=crop_scale,
-    batch_size=batch_size,
-    epochs=epochs,
-    lr_milestones=lr_milestones,
-    prior_bias=prior_bias,
-    seed=seed,
-    device=device,
-)
+knobs = dict(seed=seed, backbone=backbone, weights=weights, image_size=image_size, cache_size=cache_size,
+             batch_size=batch_size, epochs=epochs, amp=amp)
+cral_config = env.recipe(recipe, attention=attention, variant=variant, **knobs)
 
 # %%
-# The baseline: chapter 6's recipe without the attention branch (Table 2, "w/o attention").
-base_config = cral_config.replace(
-    attention="none",
-    variant="no_attention",
-    out_dir=str(runs_dir / f"{backbone}_none_no_attention_{image_size}px"),
-)
+# The baseline: chapter 8's "w/o attention" run (Table 2), its grid's recipe without the attention branch.
+base_config = env.recipe(recipe, ablation=True, attention="none", variant="no_attention", **knobs)
+# every field in which the two recipes differ (where and how they ran left out)
+differ = base_config.differences(cral_config, ignore=RESUMABLE_FIELDS - {"epochs"})
+pd.DataFrame.from_dict({k: [str(a), str(b)] for k, (a, b) in differ.items()}, orient="index",
+                       columns=["baseline (chapter 8)", "CRAL (chapter 6)"])
 
 # %%
 models = {}
@@ -172,8 +153,9 @@ counts
 # %%
 cache = ImageCache(build_cache(data_dir, out=cral_config.cache_dir, size=cral_config.cache_size))
 cache_rows = cache.rows(test.names)
-resize = round(image_size * 256 / 224)  # the test transform's resize, as in evaluate_run
-transform = TestTransform(size=image_size, resize=resize)
+image_size = cral_config.image_size
+resize = test_time_resize(image_size)  # the test transform's resize, as in evaluate_run
+transform = TestTransform.for_crop(image_size)
 with torch.no_grad():
     cells = cral_model.forward_features(torch.zeros(1, 3, image_size, image_size, device=dev)).shape[-1]
 png_sizes = cache.original_sizes[cache_rows]

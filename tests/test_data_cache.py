@@ -1,4 +1,4 @@
-"""Tests of the image cache (cral_lib/data/cache.py): content, reuse, refusal, interruption, resume."""
+"""Tests of the image cache (cral_lib/data/cache/): content, reuse, refusal, interruption, resume."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from cral_lib.data import (
     default_cache_dir,
     load_grey,
 )
-from cral_lib.data import cache as cache_mod
+from cral_lib.data.cache import build as cache_mod
 from cral_lib.data.images import resize_grey
 from cral_lib.errors import DataError
 
@@ -135,7 +135,7 @@ def test_abandoned_writer_is_resumed_not_used(make_release, count_loads):
 
 _KILLED_BUILD = """
 import sys, time
-from cral_lib.data import cache
+from cral_lib.data.cache import build as cache
 original = cache._load_resized
 def slow(task):
     time.sleep(0.15)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from cral_lib.train import evaluate_run, train
-from cral_lib.train.loop import amp_settings, make_optimizer
+from cral_lib.device import amp_settings
+from cral_lib.train import evaluate_run, make_optimizer, train
 
 from conftest import train_config
 
@@ -50,7 +50,7 @@ def test_a_training_step_never_waits_for_the_gpu(train_release, amp):
 
     from cral_lib.data import BatchLoader, ImageCache, TrainTransform
     from cral_lib.models import build_model
-    from cral_lib.train.loop import autocast
+    from cral_lib.device import autocast
 
     if amp == "fp16" and not ON_CUDA:
         pytest.skip("fp16 needs a GPU")

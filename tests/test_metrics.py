@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from cral_lib import CLASSES, metrics
 from cral_lib.errors import ConfigError, DataError
+from cral_lib.metrics import bootstrap
 
 SEED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "000_053b1262a9278dbb.txt"
 
@@ -133,7 +134,7 @@ def test_bootstrap_is_seeded_and_chunk_independent(monkeypatch):
     a = metrics.bootstrap_auc(y, s, n_boot=60, seed=3)
     b = metrics.bootstrap_auc(y, s, n_boot=60, seed=3)
     pd.testing.assert_frame_equal(a, b)
-    monkeypatch.setattr(metrics, "_chunk_size", lambda n: 7)
+    monkeypatch.setattr(bootstrap, "_chunk_size", lambda n: 7)
     c = metrics.bootstrap_auc(y, s, n_boot=60, seed=3)
     pd.testing.assert_frame_equal(a, c)
     d = metrics.bootstrap_auc(y, s, n_boot=60, seed=4)
@@ -143,7 +144,7 @@ def test_bootstrap_is_seeded_and_chunk_independent(monkeypatch):
 def test_bootstrap_resamples_equal_sklearn_on_the_drawn_images(monkeypatch):
     y, s = _data(n=120, c=4)
     s = np.round(s, 1)  # with ties
-    monkeypatch.setattr(metrics, "_chunk_size", lambda n: 1000)
+    monkeypatch.setattr(bootstrap, "_chunk_size", lambda n: 1000)
     table, samples = metrics.bootstrap_auc(y, s, n_boot=20, seed=11, classes=list("abcd"), return_samples=True)
     idx = np.random.default_rng(11).integers(0, len(y), size=(20, len(y)))
     for b in (0, 7, 19):

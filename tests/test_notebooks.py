@@ -3,11 +3,12 @@
 The standard (see README, "Writing a chapter"):
 
 1. a title and an "Open in Colab" badge derived from ``_config.yml``;
-2. a set-up cell that installs ``cral_lib`` only when it is missing;
+2. a set-up cell that installs ``cral_lib`` only when it is missing, tagged so that the built
+   book hides its output;
 3. an imports cell that ends with ``cral_lib.print_config()``;
 4. exactly one cell tagged ``parameters``, holding ``data_dir`` among the knobs;
-5. the data folder taken from that parameter or ``CRAL_DATA_DIR`` through
-   ``cral_lib.data.resolve_data_dir``.
+5. the data folder taken from that parameter or ``CRAL_DATA_DIR`` through the chapters' door,
+   ``cral_lib.book.setup`` (which calls ``resolve_data_dir``; tests/test_book_module.py).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def test_opening_standard(path):
     setup = [c for c in code if 'find_spec("cral_lib")' in c.source]
     assert setup, 'a set-up cell that installs cral_lib only when importlib.util.find_spec("cral_lib") is None'
     assert "pip" in setup[0].source and book.install_url() in setup[0].source
+    assert {"remove-output", "hide-output"} & set(setup[0].metadata.get("tags", [])), (
+        "the set-up cell is tagged remove-output (or hide-output), so the built book hides pip's output"
+    )
 
     imports = [c for c in code if c.source.rstrip().endswith("cral_lib.print_config()")]
     assert imports, "an imports cell ending with cral_lib.print_config()"
@@ -76,7 +80,7 @@ def test_opening_standard(path):
     assert code.index(imports[0]) < code.index(params[0]), "imports come before the parameters"
 
     body = "\n".join(c.source for c in code)
-    assert "resolve_data_dir(data_dir" in body, "the data folder comes from resolve_data_dir(data_dir) (parameter or CRAL_DATA_DIR)"
+    assert "book.setup(data_dir" in body, "the data folder comes from book.setup(data_dir) (parameter or CRAL_DATA_DIR)"
     assert "sys.path" not in body, "notebooks import the installed cral_lib; no sys.path patching"
 
 

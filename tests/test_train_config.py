@@ -29,7 +29,7 @@ def test_paper_recipe_defaults():
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_attention_branch_gets_its_own_learning_rate(optimizer):
     from cral_lib.models import build_model
-    from cral_lib.train.loop import make_optimizer
+    from cral_lib.train import make_optimizer
 
     model = build_model(backbone="resnet18", attention="att1", variant="cral", weights=None)
     one = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_lr_scale=1.0))
@@ -188,7 +188,7 @@ class _FakeGPU:
      ((8, 0), "A100", (torch.bfloat16, False)), ((9, 0), "H100", (torch.bfloat16, False))],
 )
 def test_auto_precision_uses_bf16_only_where_it_is_native(monkeypatch, capability, name, expected):
-    from cral_lib.train.loop import amp_settings, native_bf16
+    from cral_lib.device import amp_settings, native_bf16
 
     _FakeGPU(monkeypatch, capability, name)
     assert native_bf16("cuda") == (capability[0] >= 8)
@@ -199,7 +199,7 @@ def test_auto_precision_uses_bf16_only_where_it_is_native(monkeypatch, capabilit
 
 
 def test_explicit_bf16_on_an_emulating_gpu_warns_and_names_it(monkeypatch):
-    from cral_lib.train.loop import amp_settings
+    from cral_lib.device import amp_settings
 
     _FakeGPU(monkeypatch, (7, 5), "Tesla T4")
     with pytest.warns(UserWarning, match=r"Tesla T4.*7\.5.*amp='fp16'"):
@@ -207,7 +207,7 @@ def test_explicit_bf16_on_an_emulating_gpu_warns_and_names_it(monkeypatch):
 
 
 def test_precision_on_the_cpu():
-    from cral_lib.train.loop import amp_settings, native_bf16
+    from cral_lib.device import amp_settings, native_bf16
 
     assert not native_bf16("cpu")
     assert amp_settings("auto", "cpu") == (None, False)
@@ -241,7 +241,7 @@ def test_collectives_use_the_gpu_under_nccl_and_the_cpu_under_gloo(monkeypatch):
 
 def test_predictions_use_full_precision_on_the_cpu_and_no_emulated_bf16(monkeypatch):
     """A run trained with fp16 on a GPU can be evaluated on a CPU; a bf16 run on a T4 predicts in fp16."""
-    from cral_lib.train.evaluate import eval_precision
+    from cral_lib.device import eval_precision
 
     for amp in ("auto", "bf16", "fp16", "off"):
         assert eval_precision(amp, "cpu") is None

@@ -205,7 +205,8 @@ def sync() -> None:
 
 def data() -> Path:
     """Make the embedded synthetic dataset and its cache (both reused when complete)."""
-    from cral_lib.data import build_cache, is_synthetic_complete, make_synthetic
+    from cral_lib.data import build_cache
+    from cral_lib.synthetic import is_synthetic_complete, make_synthetic
 
     if not is_synthetic_complete(DATA_DIR, **BOOK_DATA):
         print(f"writing the synthetic dataset into {DATA_DIR.relative_to(ROOT)} {BOOK_DATA}")

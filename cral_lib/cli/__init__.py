@@ -10,6 +10,10 @@ Each sub-command lives in a module of this package that defines:
 Sub-commands are found by listing this package, so adding a module adds a command.
 A :class:`cral_lib.errors.CralError` (or a missing file) raised by a command becomes
 a one-line message on standard error and exit status 2, never a traceback.
+
+Building the parser imports every command module, so a command imports the library's heavy
+parts (torch, pandas, the trainer) inside ``run``, where a comment says so: ``cral --help``
+stays quick and loads none of them (tests/test_architecture.py checks it).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
+
 HELP = "paired bootstrap comparison of two evaluated runs (which differences are real)"
 ORDER = 50
 
@@ -25,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pandas and the trainer load when the command runs, not when `cral --help` builds the parser
     import pandas as pd
 
-    from ..errors import ConfigError
     from ..train import compare_runs
 
     if args.bootstrap < 1:

@@ -41,6 +41,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..fetch.nih import BASE_URL_ENV, NIH_BASE_URL, SOURCES
+
 HELP = "fetch ChestX-ray14 (42 GB) and stream it into the image cache: resumable, checked, ~13 GB peak disk"
 ORDER = 15
 
@@ -57,13 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="side of the cached images (default: 256)")
     parser.add_argument("--cache", default=None, metavar="CACHE_DIR",
                         help="cache folder (default: DIR/cache/SIZE, where cral prepare and cral train look)")
-    parser.add_argument("--source", choices=("nih", "kaggle"), default="nih",
+    parser.add_argument("--source", choices=SOURCES, default=SOURCES[0],
                         help="nih: NIH's 12 archives (default); kaggle: the Kaggle copy via the kaggle command line")
     parser.add_argument("--metadata-only", action="store_true",
                         help="only the metadata: write the CSVs (nih) or fetch the CSVs and split lists (kaggle)")
     parser.add_argument("--base-url", default=None, metavar="URL",
-                        help="where the <id>.gz archives are (default: $CRAL_NIH_BASE_URL or "
-                        "https://nihcc.box.com/shared/static)")
+                        help=f"where the <id>.gz archives are (default: ${BASE_URL_ENV} or {NIH_BASE_URL})")
     parser.add_argument("--retries", type=int, default=5, metavar="N",
                         help="retries per archive after a failed request or a cut connection (default: 5)")
     parser.add_argument("--retry-wait", type=float, default=2.0, metavar="SECONDS",
@@ -82,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.download import download
+    # the downloader loads when the command runs, not when `cral --help` builds the parser
+    from ..fetch import download
 
     result = download(
         args.out,

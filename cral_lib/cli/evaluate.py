@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
+
 HELP = "per-class AUC (with 95%% CIs), the paper's table and predictions of a trained run"
 ORDER = 40
 
@@ -36,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # pandas and the trainer load when the command runs, not when `cral --help` builds the parser
     import pandas as pd
 
-    from ..errors import ConfigError
     from ..train import evaluate_run
 
     if args.bootstrap < 0:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from .. import print_config
+
 HELP = "show versions and the compute device (the same as cral_lib.print_config())"
 ORDER = 90
 
@@ -16,7 +18,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import print_config
-
     print_config()
     return 0

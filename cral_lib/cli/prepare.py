@@ -22,7 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
+
+from .._io import human
+from ..errors import ConfigError
 
 HELP = "build the fast uint8 image cache of a release folder (resumable; ~7.3 GB for NIH at 256 px)"
 ORDER = 20
@@ -50,19 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000.0
-    raise AssertionError  # pragma: no cover
-
-
 def run(args: argparse.Namespace) -> int:
-    import warnings
-
+    # the cache (numpy, the release reader) loads when the command runs, not when `cral --help` builds the parser
     from ..data.cache import ImageCache, build_cache
-    from ..errors import ConfigError
 
     if args.size < 1:
         raise ConfigError(f"--size {args.size} must be a positive number of pixels (256 is the paper's)")
@@ -87,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
     note = f", {skipped} skipped (lenient mode)" if skipped else ""
     print(
         f"cache: {path} ({len(cache)} images{note}, {cache.size} x {cache.size} px, "
-        f"{_human(cache.nbytes_on_disk)} on disk, {time.perf_counter() - start:.1f} s)"
+        f"{human(cache.nbytes_on_disk)} on disk, {time.perf_counter() - start:.1f} s)"
     )
     return 0

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.synth import make_synthetic
+    # the writer (pandas, the phantoms) loads when the command runs, not when `cral --help` builds the parser
+    from ..synthetic import make_synthetic
 
     make_synthetic(
         args.out,

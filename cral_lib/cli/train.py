@@ -4,9 +4,10 @@ The defaults are the paper's (Section 4.2): ResNet-50 + att1 from ImageNet weigh
 lr 0.01 (divided by 10 after epoch 20), momentum 0.9, weight decay 1e-4, batch 64, 30 epochs,
 random 224 px crops of the 256 px cache, mixed precision on GPU. Every value can be changed.
 
-The run folder receives config.yaml, metrics.jsonl and checkpoints/{last,best}.pt.
-An interrupted run continues where it stopped with --resume; a folder that already holds a
-run is never overwritten.
+The run folder receives config.yaml, metrics.jsonl and checkpoints/{last,best}.pt. Without
+--out it is runs/NAME, NAME derived from the config (model, crop size and a hash of the recipe,
+the same name the book's chapters use). An interrupted run continues where it stopped with
+--resume; a folder that already holds a run is never overwritten.
 
 examples:
   cral train --data data/chestxray14 --out runs/r50_att1
@@ -21,6 +22,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from pathlib import Path
+
+from ..choices import AMP_MODES, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
+from ..errors import ConfigError
+from ..train.config import TrainConfig, run_name
 
 HELP = "train a model (paper recipe by default); resumable with --resume"
 ORDER = 30
@@ -28,28 +35,26 @@ ORDER = 30
 # TrainConfig fields and how they appear on the command line
 _FLAGS = {
     "data_dir": ("--data", "the ChestX-ray14 release folder (real, or made by `cral synth`)"),
-    "out_dir": ("--out", "the run folder"),
+    "out_dir": ("--out", "the run folder (default: runs/NAME, NAME derived from the config)"),
     "cache_dir": ("--cache", "the image cache folder (default: DATA/cache/CACHE_SIZE)"),
 }
 _METAVARS = {"data_dir": "DIR", "out_dir": "RUN", "cache_dir": "DIR", "weights": "imagenet|none|FILE",
              "device": "auto|cpu|cuda|cuda:N"
 }
 _CHOICES = {
-    "backbone": ("resnet50", "densenet121", "resnet18"),
-    "attention": ("att1", "att2", "none"),
-    "variant": ("cral", "no_category", "no_residual", "no_attention"),
-    "amp": ("auto", "bf16", "fp16", "off"),
-    "optimizer": ("sgd", "adamw"),
+    "backbone": BACKBONES,
+    "attention": ATTENTIONS,
+    "variant": VARIANTS,
+    "amp": AMP_MODES,
+    "optimizer": OPTIMIZERS,
 }
+#: Where runs go when --out is not given.
+RUNS_DIR = Path("runs")
 _SKIP = {"extra"}
 
 
 def _field_help(name: str) -> str:
     """The description of a TrainConfig field, from the class docstring's Args section."""
-    import re
-
-    from ..train.config import TrainConfig
-
     docs: dict[str, str] = {}
     current = None
     for line in (TrainConfig.__doc__ or "").splitlines():
@@ -65,8 +70,6 @@ def _field_help(name: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..train.config import TrainConfig
-
     defaults = TrainConfig()
     parser.add_argument("--config", metavar="FILE", help="read settings from a YAML/JSON file first (flags override it)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
@@ -76,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         flag, helptext = _FLAGS.get(f.name, ("--" + f.name.replace("_", "-"), _field_help(f.name)))
         default = getattr(defaults, f.name)
-        shown = "" if f.name in _FLAGS and f.name != "out_dir" else f" (default: {default})"
+        shown = "" if f.name in _FLAGS else f" (default: {default})"
         kwargs: dict = {"dest": f.name, "default": None, "help": helptext + shown}
         if f.name == "lr_milestones":
             kwargs.update(type=int, nargs="+", metavar="EPOCH")
@@ -102,21 +105,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig the flags (and --config file) describe."""
-    from ..errors import ConfigError
-    from ..train.config import TrainConfig
-
-    base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
+    """The TrainConfig the flags (and --config file) describe; without --out, runs/NAME (:func:`run_name`)."""
+    from_file = TrainConfig.read_mapping(args.config) if args.config else {}
+    base = {**TrainConfig().to_dict(), **from_file}
     for key in list(base):
         value = getattr(args, key, None)
         if value is not None:
             base[key] = value
     if not base.get("data_dir"):
         raise ConfigError("--data is required: a ChestX-ray14 release folder (or make one with `cral synth`)")
-    return TrainConfig.from_dict(base)
+    config = TrainConfig.from_dict(base)
+    if args.out_dir is None and "out_dir" not in from_file:
+        config = config.replace(out_dir=str(RUNS_DIR / run_name(config)))
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
+    # the trainer (and torch) load when the command runs, not when `cral --help` builds the parser
     from ..train import train
 
     config = config_from_args(args)

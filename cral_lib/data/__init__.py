@@ -1,64 +1,54 @@
-"""Data: the ChestX-ray14 reader, the synthetic dataset, the image cache and augmentation.
+"""Data: reading a ChestX-ray14 release, the image cache, the loader and the batched augmentation.
 
-The names below are imported on first use (``from cral_lib.data import ChestXray14``),
-so that importing one part does not pull in the others.
+One module per job:
 
-- :class:`ChestXray14` (``nih.py``): reads a release folder, real or synthetic.
-- :func:`load_grey` (``images.py``): any PNG mode to one uint8 grey channel.
-- :func:`make_synthetic`, :func:`is_synthetic_complete`, :func:`synthetic_metadata` (``synth.py``):
-  the synthetic dataset.
-- :func:`resolve_data_dir` (``synth.py``): a notebook's data folder from a parameter,
-  ``CRAL_DATA_DIR``, or a default synthetic dataset made on first use.
-- :func:`nih_metadata`, :func:`nih_boxes`, :func:`lung_masks`, :func:`label_matrix`,
-  :func:`label_stats` (``metadata.py``): the real NIH metadata and lung masks that the
-  torchxrayvision wheel carries, and label statistics of any frame.
-- :func:`make_phantom` (``phantom.py``): one procedural chest radiograph with given findings.
-- :func:`build_cache`, :class:`ImageCache`, :class:`CacheWriter`, :func:`default_cache_dir`
-  (``cache.py``): the fast uint8 image cache.
-- :class:`TrainTransform`, :class:`TestTransform` (``augment.py``): the paper's transforms, batch-wise.
-- :class:`BatchLoader` (``loader.py``): cache rows to augmented batches on the device.
+- ``release.py``: the release's files (names, exact headers) and their readers;
+- ``nih.py``: :class:`ChestXray14`, a split of a release folder (patient-disjoint validation split);
+- ``images.py``: :func:`load_grey`, any PNG mode to one uint8 grey channel;
+- ``metadata.py``: the real NIH metadata and boxes that the torchxrayvision wheel carries, and
+  label statistics of any frame; ``masks.py``: the real lung masks of that wheel;
+- ``cache/``: :func:`build_cache` (``cral prepare``), :class:`ImageCache`, :class:`CacheWriter`;
+- ``augment.py``: :class:`TrainTransform`, :class:`TestTransform`, :func:`test_time_resize`;
+- ``loader.py``: :class:`BatchLoader`, cache rows to batches on the device.
+
+Making a release folder is another job: the synthetic one is :mod:`cral_lib.synthetic`
+(``cral synth``), the real download :mod:`cral_lib.fetch` (``cral download``). Their names that
+lived here before (``make_synthetic``, ``resolve_data_dir``, ``make_phantom``, ...) are
+importable from here still.
+
+The names below are imported on first use (``from cral_lib.data import ChestXray14``), so that
+importing one part does not pull in the others (the augmentation and the loader need torch;
+the reader does not).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "ChestXray14": "nih",
-    "SPLITS": "nih",
-    "load_grey": "images",
-    "make_synthetic": "synth",
-    "is_synthetic_complete": "synth",
-    "resolve_data_dir": "synth",
-    "nih_metadata": "metadata",
-    "nih_boxes": "metadata",
-    "lung_masks": "metadata",
-    "label_matrix": "metadata",
-    "label_stats": "metadata",
-    "synthetic_metadata": "synth",
-    "make_phantom": "phantom",
-    "build_cache": "cache",
-    "ImageCache": "cache",
-    "CacheWriter": "cache",
-    "default_cache_dir": "cache",
-    "TrainTransform": "augment",
-    "TestTransform": "augment",
-    "IMAGENET_MEAN": "augment",
-    "IMAGENET_STD": "augment",
-    "BatchLoader": "loader",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "ChestXray14": ".nih",
+    "SPLITS": ".nih",
+    "looks_like_release": ".nih",
+    "load_grey": ".images",
+    "nih_metadata": ".metadata",
+    "nih_boxes": ".metadata",
+    "label_matrix": ".metadata",
+    "label_stats": ".metadata",
+    "lung_masks": ".masks",
+    "build_cache": ".cache",
+    "ImageCache": ".cache",
+    "CacheWriter": ".cache",
+    "default_cache_dir": ".cache",
+    "TrainTransform": ".augment",
+    "TestTransform": ".augment",
+    "IMAGENET_MEAN": ".augment",
+    "IMAGENET_STD": ".augment",
+    "test_time_resize": ".augment",
+    "BatchLoader": ".loader",
+    # made elsewhere, importable from here as before
+    "make_synthetic": ".synth",
+    "is_synthetic_complete": ".synth",
+    "resolve_data_dir": ".synth",
+    "synthetic_metadata": ".synth",
+    "make_phantom": ".phantom",
+})

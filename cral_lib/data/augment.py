@@ -340,14 +340,33 @@ class TrainTransform:
         )
 
 
+def test_time_resize(crop: int) -> int:
+    """The side the test transform resizes to before its center crop of ``crop`` pixels.
+
+    The paper resizes to 256 and crops 224 (Section 4.2); other crop sizes keep that ratio:
+    ``round(crop * 256 / 224)`` (73 for the fast mode's 64 px crops). The trainer's validation,
+    :func:`cral_lib.train.evaluate_run` and the chapters all take the rule from here.
+
+    Args:
+        crop: side of the center crop (the training crop size, ``image_size``).
+
+    Returns:
+        The side to resize to.
+    """
+    return round(int(crop) * 256 / 224)
+
+
+test_time_resize.__test__ = False  # a library function, not a pytest test, despite its name
+
+
 class TestTransform:
     """The paper's test transform on a batch: (resize,) center crop, ImageNet normalization.
 
     With ``resize=None`` the center ``size x size`` crop is taken from the cached image as it
     is (the paper: a 256 cache, 224 crop). With ``resize=R`` the image is first resized to
     ``R x R`` (bilinear, antialiased, like torchvision's ``Resize``), e.g. the fast CPU mode's
-    ``TestTransform(128, resize=round(128 * 256 / 224))``; no resampling happens when ``R``
-    equals the cached size.
+    ``TestTransform(128, resize=test_time_resize(128))``; no resampling happens when ``R``
+    equals the cached size. :meth:`for_crop` gives the transform a run is evaluated with.
 
     Args:
         size: output side (224 in the paper).
@@ -363,6 +382,12 @@ class TestTransform:
         self.channels_last = bool(channels_last)
         if self.resize is not None and self.resize < self.size:
             raise ValueError(f"resize={resize} is smaller than the crop size={size}")
+
+    @classmethod
+    def for_crop(cls, size: int, channels_last: bool = False) -> "TestTransform":
+        """The test transform of a run trained on ``size`` px crops: resize to
+        :func:`test_time_resize` of it, then the central ``size`` crop."""
+        return cls(size=size, resize=test_time_resize(size), channels_last=channels_last)
 
     def __call__(self, x: torch.Tensor, generator: Any = None) -> torch.Tensor:
         """Transform a batch (``generator`` is accepted for symmetry and ignored).
@@ -401,4 +426,5 @@ __all__ = [
     "crop_params_from_draws",
     "resized_crop",
     "sample_crop_params",
+    "test_time_resize",
 ]

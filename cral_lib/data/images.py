@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 
@@ -30,10 +31,8 @@ _CORRUPT_HINT = (
 )
 
 
-def _to_grey(image) -> "PIL.Image.Image":  # noqa: F821 - PIL is imported lazily
+def _to_grey(image: Image.Image) -> Image.Image:
     """Return a mode-``L`` copy of an opened PIL image (see the module docstring)."""
-    from PIL import Image
-
     mode = image.mode
     if mode == "L":
         return image
@@ -58,7 +57,7 @@ def _to_grey(image) -> "PIL.Image.Image":  # noqa: F821 - PIL is imported lazily
     return image.convert("L")
 
 
-def open_grey(path: str | os.PathLike | BinaryIO, name: str | None = None) -> "PIL.Image.Image":  # noqa: F821
+def open_grey(path: str | os.PathLike | BinaryIO, name: str | None = None) -> Image.Image:
     """Decode a PNG (or any image PIL reads) into a mode-``L`` PIL image.
 
     Args:
@@ -72,8 +71,6 @@ def open_grey(path: str | os.PathLike | BinaryIO, name: str | None = None) -> "P
         DataError: the file is missing, truncated or not an image; the message names the
             file and says what to do.
     """
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(path, (str, os.PathLike)):
         path = Path(path)
     label = name or (path if isinstance(path, Path) else getattr(path, "name", "image"))
@@ -126,8 +123,6 @@ def resize_grey(image, size: int) -> np.ndarray:
     Returns:
         A ``size x size`` uint8 array.
     """
-    from PIL import Image
-
     if isinstance(image, np.ndarray):
         if image.ndim != 2:
             raise DataError(f"expected a grey H x W image, got an array of shape {image.shape}")

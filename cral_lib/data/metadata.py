@@ -7,13 +7,12 @@ package ``torchxrayvision`` carries, inside its wheel (folder ``torchxrayvision/
   (30,805 patients; labels, follow-up number, age, sex, view, original size and pixel spacing);
 - ``BBox_List_2017.csv.gz``: the 984 expert boxes on 880 images (8 classes);
 - ``semantic_masks_v7labs_lungs.zip``: 517 lung masks drawn on public chest radiographs
-  (grey PNGs of many sizes, some with a ``.jpg`` name; 255 marks lung, 127 marks other
-  annotations; 82 of them are empty).
+  (read by :mod:`cral_lib.data.masks`, whose names this module re-exports).
 
 This module reads them without importing torchxrayvision (its import is heavy): the folder is
 found with :func:`importlib.util.find_spec`. The dataset exploration chapter uses the tables
-directly; the synthetic generator (:mod:`cral_lib.data.synth`) samples real patients from them
-and :mod:`cral_lib.data.phantom` takes its lung shapes from the masks.
+directly; the synthetic generator (:mod:`cral_lib.synthetic`) samples real patients from them
+and takes its lung shapes from the masks.
 
 Column names. The release header writes two pairs in brackets,
 ``OriginalImage[Width,Height]`` and ``OriginalImagePixelSpacing[x,y]``, which are two CSV
@@ -31,123 +30,33 @@ the number of labels per image and the co-occurrence counts.
 from __future__ import annotations
 
 import functools
-import importlib.util
-import io
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
 
 from .. import CLASSES, NO_FINDING
-from ..errors import ConfigError, DataError
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers only
-    import numpy as np
-    import pandas as pd
-
-#: The columns of a Data_Entry table as this library names them (release order; the
-#: release reader's names).
-from .nih import CSV_COLUMNS as DATA_ENTRY_COLUMNS  # noqa: E402
-
-#: The header line of ``Data_Entry_2017_v2020.csv`` exactly as NIH writes it.
-DATA_ENTRY_HEADER = (
-    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
-    "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
-)
-
-#: The header line of ``BBox_List_2017.csv`` exactly as NIH writes it (9 fields, 3 empty).
-BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
-
-#: Spellings of the box file that differ from the class names.
-BOX_LABEL_ALIASES = {"Infiltrate": "Infiltration"}
-
-#: The lung-mask archive, the metadata and the boxes inside torchxrayvision's ``data`` folder.
-METADATA_FILE = "Data_Entry_2017_v2020.csv.gz"
-BBOX_FILE = "BBox_List_2017.csv.gz"
-LUNG_MASK_FILE = "semantic_masks_v7labs_lungs.zip"
-
-# A mask pixel is lung when its grey value is at least this (lungs are 255, other marks 127).
-_LUNG_THRESHOLD = 192
-
-
-def torchxrayvision_data_dir() -> Path:
-    """Return the ``data`` folder inside the installed torchxrayvision package.
-
-    The package is located without being imported.
-
-    Returns:
-        The folder that holds the metadata tables and the lung-mask archive.
-
-    Raises:
-        DataError: torchxrayvision is not installed, or its ``data`` folder is missing.
-    """
-    spec = importlib.util.find_spec("torchxrayvision")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the real NIH metadata ships inside the torchxrayvision package, which is not "
-            "installed; run: pip install torchxrayvision"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
-    if not folder.is_dir():
-        raise DataError(
-            f"torchxrayvision is installed but has no data folder at {folder}; "
-            "reinstall it: pip install --force-reinstall torchxrayvision"
-        )
-    return folder
-
-
-def _data_file(name: str) -> Path:
-    path = torchxrayvision_data_dir() / name
-    if not path.is_file():
-        raise DataError(
-            f"{path} is missing from the torchxrayvision package; reinstall it: "
-            "pip install --force-reinstall torchxrayvision"
-        )
-    return path
-
-
-def read_data_entry(path: str | Path) -> "pd.DataFrame":
-    """Read a ChestX-ray14 ``Data_Entry_2017*.csv`` (plain or gzipped) into a DataFrame.
-
-    The same reader as the release reader's (:func:`cral_lib.data.nih.read_data_entry`): the
-    2017 copy (with its trailing empty column) and the v2020 copy; the two bracketed header
-    pairs become the four columns named in :data:`DATA_ENTRY_COLUMNS`.
-
-    Raises:
-        DataError: the file does not have the release's columns.
-    """
-    from .nih import read_data_entry as _read
-
-    return _read(path)
-
-
-def read_bbox_list(path: str | Path) -> "pd.DataFrame":
-    """Read a ChestX-ray14 ``BBox_List_2017.csv`` (plain or gzipped).
-
-    The same reader as the release reader's (:func:`cral_lib.data.nih.read_boxes`): columns
-    ``Image Index``, ``label`` (a class of :data:`cral_lib.CLASSES`; NIH's ``Infiltrate`` becomes
-    ``Infiltration``), ``x``, ``y``, ``w``, ``h`` (floats, in the pixel frame of the image file:
-    1024 x 1024 for the real release).
-
-    Raises:
-        DataError: the file is malformed, or a label is not a class.
-    """
-    from .nih import read_boxes
-
-    return read_boxes(path)
+from ..errors import DataError
+from .files import BBOX_HEADER, BOX_LABEL_ALIASES, DATA_ENTRY_HEADER
+from .files import CSV_COLUMNS as DATA_ENTRY_COLUMNS
+from .masks import iter_lung_masks, lung_masks, reduced_lung_masks
+from .release import read_boxes as read_bbox_list
+from .release import read_data_entry
+from .wheel import BBOX_FILE, LUNG_MASK_FILE, METADATA_FILE, data_file, torchxrayvision_data_dir
 
 
 @functools.lru_cache(maxsize=1)
-def _nih_metadata_cached() -> "pd.DataFrame":
-    return read_data_entry(_data_file(METADATA_FILE))
+def _nih_metadata_cached() -> pd.DataFrame:
+    return read_data_entry(data_file(METADATA_FILE))
 
 
 @functools.lru_cache(maxsize=1)
-def _nih_boxes_cached() -> "pd.DataFrame":
-    return read_bbox_list(_data_file(BBOX_FILE))
+def _nih_boxes_cached() -> pd.DataFrame:
+    return read_bbox_list(data_file(BBOX_FILE))
 
 
-def nih_metadata() -> "pd.DataFrame":
+def nih_metadata() -> pd.DataFrame:
     """Return the real ChestX-ray14 metadata: all 112,120 rows of ``Data_Entry_2017_v2020.csv``.
 
     Read from the torchxrayvision wheel (no download); parsed once per process.
@@ -166,7 +75,7 @@ def nih_metadata() -> "pd.DataFrame":
     return _nih_metadata_cached().copy()
 
 
-def nih_boxes() -> "pd.DataFrame":
+def nih_boxes() -> pd.DataFrame:
     """Return the real ChestX-ray14 boxes: the 984 rows of ``BBox_List_2017.csv``.
 
     Returns:
@@ -180,131 +89,7 @@ def nih_boxes() -> "pd.DataFrame":
     return _nih_boxes_cached().copy()
 
 
-def _lung_mask_members() -> list[str]:
-    return sorted(n for n in _archive().namelist() if not n.endswith("/"))
-
-
-def _read_mask(archive: zipfile.ZipFile, name: str) -> "np.ndarray | None":
-    """Decode one mask file as a bool array at its own size; None when it has no lung."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(archive.read(name))) as image:
-        grey = np.asarray(image.convert("L"))
-    mask = grey >= _LUNG_THRESHOLD
-    return mask if mask.any() else None
-
-
-def iter_lung_masks(names: Sequence[str] | None = None):
-    """Yield ``(name, mask)`` for the real lung masks, decoded at their own size.
-
-    Masks without any lung pixel (82 of the 517 files) are skipped.
-
-    Args:
-        names: the archive members to read (default: all, sorted by name).
-
-    Yields:
-        The member name and a bool array (height x width) that is True on lung.
-    """
-    with zipfile.ZipFile(_data_file(LUNG_MASK_FILE)) as archive:
-        for name in names if names is not None else _lung_mask_members():
-            mask = _read_mask(archive, name)
-            if mask is not None:
-                yield name, mask
-
-
-# Masks are kept in memory at most this many pixels on a side (grey, anti-aliased).
-_REDUCED_SIDE = 256
-
-
-@functools.lru_cache(maxsize=1)
-def _archive() -> zipfile.ZipFile:
-    return zipfile.ZipFile(_data_file(LUNG_MASK_FILE))
-
-
-@functools.lru_cache(maxsize=None)
-def _reduced_mask(name: str) -> "np.ndarray | None":
-    """One mask, binarized then shrunk by an integer factor to at most 256 px (grey 0-255).
-
-    Decoding is the slow part (the files are up to 3000 px wide); each file is decoded once
-    per process, whoever asks first (:func:`lung_masks` or the phantom's lung templates).
-    """
-    import numpy as np
-    from PIL import Image
-
-    mask = _read_mask(_archive(), name)
-    if mask is None:
-        return None
-    factor = max(1, -(-max(mask.shape) // _REDUCED_SIDE))
-    grey = Image.fromarray(mask.astype(np.uint8) * 255)
-    out = np.asarray(grey.reduce(factor) if factor > 1 else grey)
-    out.flags.writeable = False
-    return out
-
-
-def reduced_lung_masks(names: Sequence[str] | None = None):
-    """Yield ``(name, grey)`` for the non-empty real lung masks, at most 256 px on a side.
-
-    ``grey`` is uint8: 255 on lung, 0 outside, intermediate on the edges (the binary mask
-    shrunk by an integer factor, keeping its aspect ratio). Cached per process.
-
-    Args:
-        names: the archive members to read (default: all, in name order).
-
-    Yields:
-        The member name and its read-only grey mask.
-    """
-    for name in names if names is not None else _lung_mask_members():
-        grey = _reduced_mask(name)
-        if grey is not None:
-            yield name, grey
-
-
-@functools.lru_cache(maxsize=4)
-def _lung_masks_cached(size: int) -> "np.ndarray":
-    import numpy as np
-    from PIL import Image
-    from scipy import ndimage
-
-    out = []
-    for _, grey in reduced_lung_masks():
-        resized = np.asarray(Image.fromarray(grey).resize((size, size), Image.BILINEAR)) >= 128
-        out.append(ndimage.binary_fill_holes(resized))
-    stacked = np.stack(out)
-    stacked.flags.writeable = False
-    return stacked
-
-
-def lung_masks(size: int = 256, n: int | None = None) -> "np.ndarray":
-    """Return the real lung masks shipped with torchxrayvision, as square bool images.
-
-    Each file is decoded, binarized (lung = grey value 255; the 127-valued marks some files
-    carry are not lung), shrunk to at most 256 px on a side, resized to ``size x size`` (the
-    whole frame, so a non-square original is stretched) and its holes are filled (marks drawn
-    over a lung, such as a device, leave a hole in it). Empty masks are dropped, which leaves
-    435 of the 517 files. The decoding is cached (:func:`functools.lru_cache`): only the
-    first call in a process pays it (several seconds); other sizes are resized from the cache.
-
-    Args:
-        size: the side of the returned masks in pixels (at least 8).
-        n: return only the first ``n`` masks (in the archive's name order); all when None.
-
-    Returns:
-        A new bool array of shape ``(M, size, size)``, True on lung.
-
-    Raises:
-        ConfigError: ``size`` or ``n`` is out of range.
-        DataError: torchxrayvision (which carries the masks) is not installed.
-    """
-    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
-        raise ConfigError(f"lung_masks: size must be an integer >= 8, got {size!r}")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-        raise ConfigError(f"lung_masks: n must be None or an integer >= 1, got {n!r}")
-    masks = _lung_masks_cached(size)
-    return masks[:n].copy()
-
-
-def label_matrix(frame: Any, classes: Sequence[str] = CLASSES) -> "np.ndarray":
+def label_matrix(frame: Any, classes: Sequence[str] = CLASSES) -> np.ndarray:
     """Return the N x C label matrix of a frame with a ``Finding Labels`` column.
 
     Args:
@@ -319,9 +104,6 @@ def label_matrix(frame: Any, classes: Sequence[str] = CLASSES) -> "np.ndarray":
         DataError: the column is missing, or holds a label that is not one of ``classes``
             (nor ``No Finding``).
     """
-    import numpy as np
-    import pandas as pd
-
     if isinstance(frame, pd.DataFrame):
         if "Finding Labels" not in frame.columns:
             raise DataError(
@@ -360,17 +142,16 @@ class LabelStats:
 
     n_images: int
     n_patients: int | None
-    counts: "pd.Series"
-    prevalence: "pd.Series"
+    counts: pd.Series
+    prevalence: pd.Series
     no_finding: int
-    labels_per_image: "pd.Series"
+    labels_per_image: pd.Series
     multi_label_fraction: float
-    cooccurrence: "pd.DataFrame"
+    cooccurrence: pd.DataFrame
 
-    def table(self) -> "pd.DataFrame":
+    def table(self) -> pd.DataFrame:
         """Return one row per class: ``images`` and ``prevalence``, in class order."""
-        import pandas as pd
-
+    
         return pd.DataFrame({"images": self.counts, "prevalence": self.prevalence})
 
 
@@ -391,9 +172,6 @@ def label_stats(frame: Any, classes: Sequence[str] = CLASSES) -> LabelStats:
     Raises:
         DataError: as :func:`label_matrix`, or a matrix whose width is not ``len(classes)``.
     """
-    import numpy as np
-    import pandas as pd
-
     n_patients = None
     if isinstance(frame, pd.DataFrame):
         y = label_matrix(frame, classes)
@@ -425,11 +203,16 @@ def label_stats(frame: Any, classes: Sequence[str] = CLASSES) -> LabelStats:
     )
 
 
+# Besides its own names, this module re-exports the readers, headers and masks it builds on.
 __all__ = [
     "BBOX_HEADER",
+    "BBOX_FILE",
+    "BOX_LABEL_ALIASES",
     "DATA_ENTRY_COLUMNS",
     "DATA_ENTRY_HEADER",
+    "LUNG_MASK_FILE",
     "LabelStats",
+    "METADATA_FILE",
     "iter_lung_masks",
     "label_matrix",
     "label_stats",

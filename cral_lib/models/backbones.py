@@ -42,10 +42,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from ..choices import BACKBONE_CHANNELS
 from ..errors import ConfigError, WeightsError
 
-#: Backbone name -> number of conv5 channels ``N``.
-BACKBONES: dict[str, int] = {"resnet50": 2048, "densenet121": 1024, "resnet18": 512}
+#: Backbone name -> number of conv5 channels ``N`` (defined in :mod:`cral_lib.choices`).
+BACKBONES: dict[str, int] = BACKBONE_CHANNELS
 
 #: What ``weights`` may be: None, "imagenet", a torchvision WeightsEnum member, or a file path.
 WeightsArg = Union[None, str, os.PathLike, torchvision.models.WeightsEnum]

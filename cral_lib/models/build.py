@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ..choices import ATTENTIONS, VARIANTS
 from ..errors import ConfigError, WeightsError
 from .att1 import Att1
 from .att2 import Att2
@@ -32,9 +33,6 @@ from .backbones import (
     strip_wrapper_prefixes,
 )
 from .head import CategoryResidualHead, GAPHead
-
-ATTENTIONS: tuple[str, ...] = ("att1", "att2", "none")
-VARIANTS: tuple[str, ...] = ("cral", "no_category", "no_residual", "no_attention")
 
 _ATTENTION_MODULES = {"att1": Att1, "att2": Att2}
 # Keys under which a checkpoint may keep the model's state_dict and its config.

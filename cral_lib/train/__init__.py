@@ -1,44 +1,40 @@
 """Training and evaluation: the paper's recipe, checkpoints, metrics logs, many GPUs.
 
-- :class:`TrainConfig`, :func:`paper_recipe`, :func:`fast_recipe` (``config.py``): the recipe.
-- :func:`train` (``loop.py``): train a model; resumable; mixed precision; DDP under torchrun.
-- :func:`read_history` (``loop.py``): a run's metrics log as a DataFrame.
+One file per job:
+
+- :class:`TrainConfig`, :func:`paper_recipe`, :func:`fast_recipe`, :func:`run_name` (``config.py``):
+  the recipe, and the run folder's name derived from it.
+- :class:`TrainStep`, :func:`make_optimizer` (``step.py``): one training step, shared with the benchmarks.
+- :func:`train`, :func:`read_history` (``loop.py``): the loop; resumable; mixed precision; DDP under torchrun.
+- ``splits.py``: the image cache and the splits as rows of it; ``predict.py``: predictions and the mean AUC.
 - :func:`evaluate_run`, :func:`load_run_model`, :func:`compare_runs`, :func:`load_predictions`
   (``evaluate.py``): predictions, AUC with confidence intervals, the paper's table.
 - ``checkpoint.py``: atomic checkpoints loaded with ``weights_only=True``.
 - ``distributed.py``: torchrun / DistributedDataParallel set-up and gathering.
+
+The device and the precision are chosen by :mod:`cral_lib.device`. The names below are
+imported on first use: ``cral train --help`` reads ``config.py`` (no torch) to list its flags,
+and must not load the trainer.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "TrainConfig": "config",
-    "paper_recipe": "config",
-    "fast_recipe": "config",
-    "train": "loop",
-    "RunResult": "loop",
-    "read_history": "loop",
-    "evaluate_run": "evaluate",
-    "EvalResult": "evaluate",
-    "load_run_model": "evaluate",
-    "run_config": "evaluate",
-    "compare_runs": "evaluate",
-    "load_predictions": "evaluate",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
-
-__all__ = sorted(_EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "TrainConfig": ".config",
+    "paper_recipe": ".config",
+    "fast_recipe": ".config",
+    "run_name": ".config",
+    "TrainStep": ".step",
+    "make_optimizer": ".step",
+    "train": ".loop",
+    "RunResult": ".loop",
+    "read_history": ".loop",
+    "evaluate_run": ".evaluate",
+    "EvalResult": ".evaluate",
+    "load_run_model": ".evaluate",
+    "run_config": ".evaluate",
+    "compare_runs": ".evaluate",
+    "load_predictions": ".evaluate",
+})

@@ -17,11 +17,15 @@ never half of one.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from .._io import atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError
@@ -31,10 +35,6 @@ FORMAT = 1
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Save a checkpoint dict atomically with ``torch.save``."""
-    import io
-
-    import torch
-
     buf = io.BytesIO()
     torch.save(state, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -46,8 +46,6 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     Raises:
         CheckpointError: the file is missing, unreadable, or not a cral checkpoint.
     """
-    import torch
-
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -111,8 +109,6 @@ def data_fingerprint(parts: dict[str, Any]) -> str:
         parts: mapping of split name -> (sequence of image names, label matrix as numpy array),
             plus any plain values (e.g. the cache size) that must match too.
     """
-    import numpy as np
-
     h = hashlib.sha256()
     for name in sorted(parts):
         h.update(name.encode())

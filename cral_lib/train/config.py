@@ -9,18 +9,17 @@ random 224 px crops of the 256 px images, ImageNet-pretrained backbone.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+import yaml
 
-BACKBONES = ("resnet50", "densenet121", "resnet18")
-ATTENTIONS = ("att1", "att2", "none")
-VARIANTS = ("cral", "no_category", "no_residual", "no_attention")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
-OPTIMIZERS = ("sgd", "adamw")
+from .._io import atomic_write_text
+from ..choices import AMP_MODES, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
+from ..errors import ConfigError
 
 #: Fields that may change when a run is resumed (where it runs, how it logs); every other
 #: field must equal the checkpoint's, or the resume is refused.
@@ -199,17 +198,16 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> Path:
         """Write the config as YAML (atomically)."""
-        import yaml
-
-        from .checkpoint import atomic_write_text
-
         return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         """Read a config written by :meth:`save` (YAML) or a JSON file."""
-        import yaml
+        return cls.from_dict(cls.read_mapping(path))
 
+    @staticmethod
+    def read_mapping(path: str | Path) -> dict[str, Any]:
+        """The keys and values of a YAML or JSON config file, as written (not completed with defaults)."""
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
@@ -217,7 +215,7 @@ class TrainConfig:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         if not isinstance(data, dict):
             raise ConfigError(f"{path} does not hold a mapping of config keys")
-        return cls.from_dict(data)
+        return data
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with some fields changed."""
@@ -263,4 +261,25 @@ def fast_recipe(**overrides: Any) -> TrainConfig:
     return TrainConfig(**base)
 
 
-__all__ = ["TrainConfig", "paper_recipe", "fast_recipe", "BACKBONES", "ATTENTIONS", "VARIANTS", "RESUMABLE_FIELDS"]
+def run_name(config: TrainConfig) -> str:
+    """The name of a run's folder, derived from its config (what chapters and ``cral train`` use).
+
+    ``<backbone>_<attention>_<variant>_<crop>px-<hash>``: the model and the crop size, readable,
+    then the first 8 hex digits of the SHA-256 of every field that a resumed run must keep (all
+    but :data:`RESUMABLE_FIELDS`). Two configs get the same folder exactly when one may continue
+    the other's run, so a chapter that builds another chapter's config finds that chapter's run,
+    and runs of different recipes never meet in one folder.
+
+    Args:
+        config: the run's config.
+
+    Returns:
+        The folder name, e.g. ``resnet50_att1_cral_224px-1a2b3c4d``.
+    """
+    fields = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()[:8]
+    return f"{config.backbone}_{config.attention}_{config.variant}_{config.image_size}px-{digest}"
+
+
+__all__ = ["TrainConfig", "paper_recipe", "fast_recipe", "run_name", "AMP_MODES", "BACKBONES", "ATTENTIONS",
+           "OPTIMIZERS", "VARIANTS", "RESUMABLE_FIELDS"]

@@ -21,7 +21,10 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import torch
+import torch.distributed as dist
 
+from ..device import resolve_device
 
 #: How long a process waits for the others in a collective before the job fails. Longer than
 #: PyTorch's 10 minutes for NCCL because the other processes wait while the main one builds
@@ -47,24 +50,8 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821
-    """Pick the compute device: ``auto`` means CUDA, then Apple MPS, then the CPU."""
-    import torch
-
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def setup(device: str = "auto") -> tuple[DistInfo, "torch.device"]:  # noqa: F821
+def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
     """Join the process group when started by ``torchrun``; return (info, this process's device)."""
-    import torch
-    import torch.distributed as dist
-
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo(), resolve_device(device)
@@ -83,23 +70,17 @@ def setup(device: str = "auto") -> tuple[DistInfo, "torch.device"]:  # noqa: F82
 
 def cleanup(info: DistInfo) -> None:
     """Leave the process group (a no-op for one process)."""
-    import torch.distributed as dist
-
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:
-    import torch.distributed as dist
-
     if info.enabled:
         dist.barrier()
 
 
 def broadcast(info: DistInfo, obj: Any) -> Any:
     """Send a picklable object from the main process to every process."""
-    import torch.distributed as dist
-
     if not info.enabled:
         return obj
     box = [obj if info.is_main else None]
@@ -107,12 +88,9 @@ def broadcast(info: DistInfo, obj: Any) -> Any:
     return box[0]
 
 
-def collective_device() -> "torch.device":  # noqa: F821
+def collective_device() -> torch.device:
     """Where tensors for a collective must live: this process's GPU under NCCL (which cannot
     reduce CPU tensors), the CPU under gloo."""
-    import torch
-    import torch.distributed as dist
-
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -120,9 +98,6 @@ def collective_device() -> "torch.device":  # noqa: F821
 
 def all_reduce_mean(info: DistInfo, value: float) -> float:
     """Average a number over processes."""
-    import torch
-    import torch.distributed as dist
-
     if not info.enabled:
         return float(value)
     t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
@@ -130,11 +105,8 @@ def all_reduce_mean(info: DistInfo, value: float) -> float:
     return float(t.item()) / info.world_size
 
 
-def any_process(info: DistInfo, flag: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+def any_process(info: DistInfo, flag: torch.Tensor) -> torch.Tensor:
     """A boolean tensor that is True on every process when it is True on any (one GPU: ``flag``)."""
-    import torch
-    import torch.distributed as dist
-
     if not info.enabled:
         return flag
     t = flag.to(collective_device(), dtype=torch.int32)
@@ -148,8 +120,6 @@ def broadcast_buffers(info: DistInfo, module) -> None:
     DDP copies them from the main process only at the start of each training forward, so after
     an epoch each process holds the statistics of its own last batch.
     """
-    import torch.distributed as dist
-
     if not info.enabled:
         return
     for buf in module.buffers():
@@ -171,8 +141,6 @@ def gather_rows(info: DistInfo, positions: np.ndarray, values: np.ndarray, total
     Raises:
         RuntimeError: when some row was predicted twice or never (a sharding bug).
     """
-    import torch.distributed as dist
-
     parts = [(positions, values)]
     if info.enabled:
         parts = [None] * info.world_size
@@ -190,5 +158,6 @@ def gather_rows(info: DistInfo, positions: np.ndarray, values: np.ndarray, total
     return out
 
 
+# resolve_device lived here before cral_lib.device; importable from here still.
 __all__ = ["DistInfo", "resolve_device", "setup", "cleanup", "barrier", "broadcast", "all_reduce_mean", "gather_rows",
            "collective_device", "any_process", "broadcast_buffers"]

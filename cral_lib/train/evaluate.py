@@ -18,12 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 
+from .. import CLASSES, models
+from ..data import BatchLoader, TestTransform
+from ..device import eval_precision
 from ..errors import CheckpointError, ConfigError
+from ..metrics import auc_table, bootstrap_auc, paired_bootstrap, results_table, roc_curves
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .distributed import cleanup, gather_rows, setup
-from .loop import amp_settings, load_split, native_bf16, open_cache, predict
+from .predict import predict
+from .splits import load_split, open_cache
 
 
 @dataclass
@@ -77,34 +84,13 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any =
         which: ``best`` (highest validation AUC), ``last``, or a path to a checkpoint file.
         device: where to put the model.
     """
-    import torch
-
-    from ..models import build_model
-
     path = checkpoint_path(run_dir, which)
     state = ckpt.load_checkpoint(path)
     config = TrainConfig.from_dict(state["config"])
-    model = build_model(**config.model_kwargs, weights=None)
+    model = models.build_model(**config.model_kwargs, weights=None)
     model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
     model.to(torch.device(device) if isinstance(device, str) else device).eval()
     return model, config, state
-
-
-def eval_precision(amp: str, device):
-    """The autocast dtype for predictions of a run trained with ``amp``, on ``device``.
-
-    The training precision on a GPU, except bfloat16 where the GPU only emulates it (float16
-    then, which needs no gradient scaler for predictions); full precision on a CPU, so that a
-    run trained with ``fp16`` on a GPU can be evaluated anywhere.
-    """
-    import torch
-
-    device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    if amp == "bf16" and not native_bf16(device):
-        amp = "auto"
-    return amp_settings(amp, device)[0]
 
 
 def evaluate_run(
@@ -123,8 +109,9 @@ def evaluate_run(
 ) -> EvalResult:
     """Predict a split with a run's checkpoint and measure per-class AUC with bootstrap intervals.
 
-    The test-time transform is the paper's: resize to 256 (or the run's cache size) and a
-    center crop of the training crop size.
+    The test-time transform is the paper's: resize to
+    :func:`~cral_lib.data.augment.test_time_resize` of the training crop size (256 for 224 px
+    crops) and a center crop of that size.
 
     Args:
         run_dir: the run folder written by :func:`cral_lib.train.train`.
@@ -139,12 +126,6 @@ def evaluate_run(
         progress: show a progress bar.
         write: write the CSV/JSON files into the run folder.
     """
-    import pandas as pd
-
-    from .. import CLASSES
-    from ..data import BatchLoader, TestTransform
-    from ..metrics import auc_table, bootstrap_auc, results_table, roc_curves
-
     if split not in ("test", "val", "train", "train_val"):
         raise ConfigError(f"split={split!r} is not one of test, val, train, train_val")
     run_dir = Path(run_dir)
@@ -163,7 +144,7 @@ def evaluate_run(
             cache, data.rows, data.labels, batch_size or config.eval_batch_size, shuffle=False, drop_last=False,
             device=dev, rank=info.rank, world_size=info.world_size,
         )
-        transform = TestTransform(size=config.image_size, resize=round(config.image_size * 256 / 224))
+        transform = TestTransform.for_crop(config.image_size)
         amp_dtype = eval_precision(config.amp, dev)
         pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
                                 desc=f"predict {split}")
@@ -211,8 +192,6 @@ def _finite(x: Any) -> float | None:
 
 def load_predictions(run_dir: str | Path, split: str = "test"):
     """Read ``predictions_<split>.csv`` back: returns (names, labels (n, C), probs (n, C))."""
-    import pandas as pd
-
     path = Path(run_dir) / f"predictions_{split}.csv"
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: run `cral evaluate --run {run_dir} --split {split}` first")
@@ -224,8 +203,6 @@ def load_predictions(run_dir: str | Path, split: str = "test"):
 
 def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_boot: int = 1000, seed: int = 0):
     """Paired bootstrap comparison of two evaluated runs on the same images (b minus a)."""
-    from ..metrics import paired_bootstrap
-
     names_a, y_a, p_a = load_predictions(run_a, split)
     names_b, y_b, p_b = load_predictions(run_b, split)
     if names_a != names_b:
@@ -242,5 +219,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
     return paired_bootstrap(y_a, p_a, p_b, n_boot=n_boot, seed=seed)
 
 
+# eval_precision lived here before cral_lib.device; importable from here still.
 __all__ = ["EvalResult", "eval_precision", "evaluate_run", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
            "compare_runs"]

@@ -11,25 +11,40 @@ Resuming (``resume=True``) reloads ``last.pt``, checks that it was made with the
 and the same data, and continues at the exact batch where it stopped: the shuffling and the
 augmentation of each batch depend only on (seed, epoch, batch), so an interrupted and resumed
 run repeats the uninterrupted one.
+
+The pieces live beside this file, one job each: the step (``step.py``), the splits and the
+cache (``splits.py``), predictions (``predict.py``), checkpoints (``checkpoint.py``) and the
+processes of a multi-GPU job (``distributed.py``); the device and the precision are chosen by
+:mod:`cral_lib.device`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
+from .._version import __version__
+from ..data import BatchLoader, TestTransform, TrainTransform
+from ..device import amp_settings, autocast, native_bf16  # noqa: F401 - autocast, native_bf16: see __all__
 from ..errors import CheckpointError, ConfigError, TrainingError
+from .. import models
 from . import checkpoint as ckpt
 from .config import RESUMABLE_FIELDS, TrainConfig
-from .distributed import (all_reduce_mean, any_process, barrier, broadcast, broadcast_buffers, cleanup,
+from .distributed import (DistInfo, all_reduce_mean, any_process, barrier, broadcast, broadcast_buffers, cleanup,
                           gather_rows, setup)
+from .predict import bars_disabled, mean_auc, predict
+from .splits import SplitData, load_split, open_cache, subset_train
+from .step import TrainStep, batch_seed, make_optimizer
 
 
 @dataclass
@@ -52,233 +67,301 @@ class RunResult:
     best_epoch: int
 
 
-# ----------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------- the data of a run
 
 
 @dataclass
-class SplitData:
-    """One split of the dataset, as rows of the cache."""
+class _Data:
+    """The splits and loaders of a run."""
 
-    dataset: Any  # ChestXray14
-    rows: np.ndarray  # cache rows, aligned with labels
-    labels: np.ndarray  # (n, C) float32
-    names: list[str]
-
-
-def open_cache(config: TrainConfig, progress: bool = True):
-    """Open (building it first if needed) the image cache a config asks for."""
-    from ..data import build_cache
-    from ..data.cache import ImageCache
-
-    path = build_cache(config.data_dir, out=config.cache_dir, size=config.cache_size, progress=progress)
-    return ImageCache(path)
+    train: SplitData
+    val: SplitData
+    fingerprint: str
+    train_loader: BatchLoader
+    val_loader: BatchLoader
 
 
-def load_split(config: TrainConfig, split: str, cache) -> SplitData:
-    """Read one split of the release folder and find its rows in the cache.
-
-    Images the cache marks as unusable (skipped in lenient mode) are left out, and said so.
-    """
-    from ..data import ChestXray14
-
-    # The images come from the cache, so the PNGs need not be on disk (a `cral download
-    # --cache-only` folder holds only the CSVs, the lists and the cache).
-    ds = ChestXray14(config.data_dir, split=split, val_fraction=config.val_fraction, seed=config.seed,
-                     require_images=False)
-    names = list(ds.frame["Image Index"])
-    rows = np.asarray(cache.rows(names), dtype=np.int64)
-    labels = np.asarray(ds.labels, dtype=np.float32)
-    valid = np.asarray(cache.valid)[rows]
-    if not valid.all():
-        print(f"{split}: leaving out {int((~valid).sum())} images the cache could not read")
-        keep = np.flatnonzero(valid)
-        rows, labels, names = rows[keep], labels[keep], [names[i] for i in keep]
-    if len(rows) == 0:
-        raise ConfigError(f"the {split} split of {config.data_dir} is empty")
-    return SplitData(ds, rows, labels, names)
-
-
-def subset_train(split: SplitData, n: int | None, seed: int) -> SplitData:
-    """Keep ``n`` training images (whole random sample, seeded), or all when ``n`` is None."""
-    if n is None or n >= len(split.rows):
-        return split
-    keep = np.sort(np.random.default_rng(seed).choice(len(split.rows), size=n, replace=False))
-    return SplitData(split.dataset, split.rows[keep], split.labels[keep], [split.names[i] for i in keep])
-
-
-# ----------------------------------------------------------------------------- optimizer
-
-
-def make_optimizer(model, config: TrainConfig):
-    """The optimizer a config asks for: the paper's SGD with momentum, or AdamW.
-
-    The parameters of the attention branch (``model.attention``) form a second group that
-    learns at ``config.lr * config.attention_lr_scale`` when that scale is not 1; the learning
-    rate schedule scales both groups alike. On a GPU the optimizer is PyTorch's fused one: one
-    kernel for all the parameters, and with fp16 the gradient scaler hands it the overflow flag
-    on the GPU instead of reading it on the CPU, which would stop the CPU at every step until the
-    GPU has finished.
-    """
-    import torch
-
-    fused = all(p.device.type == "cuda" for p in model.parameters()) or None
-
-    attention = getattr(model, "attention", None)
-    if config.attention_lr_scale != 1 and attention is not None:
-        own = {id(p) for p in attention.parameters()}
-        params = [
-            {"params": [p for p in model.parameters() if id(p) not in own]},
-            {"params": list(attention.parameters()), "lr": config.lr * config.attention_lr_scale},
-        ]
-    else:
-        params = model.parameters()
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                           fused=fused)
+def _open_data(config: TrainConfig, info: DistInfo, device: torch.device, show: bool) -> _Data:
+    """Open the cache (the main process builds it; the others wait and open it), the splits, the loaders."""
+    if info.is_main:
+        cache = open_cache(config, progress=show)
+    barrier(info)
+    if not info.is_main:
+        cache = open_cache(config, progress=False)
+    train_split = load_split(config, "train", cache)
+    val_split = load_split(config, "val", cache)
+    fingerprint = ckpt.data_fingerprint(
+        {
+            "train": (train_split.names, train_split.labels),
+            "val": (val_split.names, val_split.labels),
+            "cache_size": config.cache_size,
+        }
+    )
+    train_split = subset_train(train_split, config.max_train_images, config.seed)
+    per_rank = config.batch_size // info.world_size
+    if len(train_split.rows) < config.batch_size:
+        raise ConfigError(
+            f"the training split has {len(train_split.rows)} images, fewer than one batch "
+            f"({config.batch_size}); use a smaller --batch-size or more images"
+        )
+    train_loader = BatchLoader(
+        cache, train_split.rows, train_split.labels, per_rank, shuffle=True, drop_last=True,
+        seed=config.seed, device=device, rank=info.rank, world_size=info.world_size, prefetch=config.prefetch,
+    )
+    val_loader = BatchLoader(
+        cache, val_split.rows, val_split.labels, config.eval_batch_size, shuffle=False, drop_last=False,
+        seed=config.seed, device=device, rank=info.rank, world_size=info.world_size, prefetch=config.prefetch,
+    )
+    return _Data(train_split, val_split, fingerprint, train_loader, val_loader)
 
 
-# ----------------------------------------------------------------------------- precision
+# ----------------------------------------------------------------------------- random states
 
 
-def native_bf16(device) -> bool:
-    """Whether a CUDA device computes in bfloat16 natively (Ampere, compute capability 8.0, and newer).
-
-    ``torch.cuda.is_bf16_supported()`` also says True where bfloat16 is only emulated (a T4 or a
-    V100, compute capability 7.x): it runs there, but far slower than float16, so mixed precision
-    must not choose it. ROCm GPUs count as native.
-    """
-    import torch
-
-    device = torch.device(device)
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    if torch.version.hip:
-        return True
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    return torch.cuda.get_device_capability(index)[0] >= 8
-
-
-def amp_settings(amp: str, device) -> tuple[Any, bool]:
-    """Return (autocast dtype or None, whether a gradient scaler is needed).
-
-    ``auto``: bfloat16 on GPUs with native bfloat16, float16 with a gradient scaler on older
-    GPUs (Colab's T4), full precision on the CPU.
-    """
-    import warnings
-
-    import torch
-
-    device = torch.device(device)
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None, False
-    if amp == "auto":
-        return (torch.bfloat16, False) if native_bf16(device) else (torch.float16, True)
-    if amp == "bf16":
-        if device.type == "cuda" and not native_bf16(device):
-            name = torch.cuda.get_device_name(device)
-            warnings.warn(
-                f"amp='bf16' on {name}, which has no native bfloat16 (compute capability "
-                f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}): it is emulated and slow; "
-                "amp='fp16' or 'auto' is much faster there",
-                stacklevel=2,
-            )
-        return torch.bfloat16, False
-    if device.type == "cpu":
-        raise ConfigError(f"amp='fp16' needs a GPU (device {device}); on the CPU use amp='bf16' or 'off'")
-    return torch.float16, True
-
-
-def autocast(device, dtype):
-    import torch
-
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# ----------------------------------------------------------------------------- predictions
-
-
-def bars_disabled() -> bool:
-    """True when the environment asks for no progress bars (``TQDM_DISABLE=1``, as the book build sets)."""
-    import os
-
-    return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def predict(model, loader, transform, device, amp_dtype=None, progress: bool = False, desc: str = "predict"):
-    """Probabilities for every row a loader yields: returns (positions, probs (n, C), mean BCE loss).
-
-    The loader yields (uint8 images, labels, positions); ``transform`` is the test transform.
-    """
-    import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    model.eval()
-    pos_all, prob_all, loss_all = [], [], []
-    # kept on the device until the end: reading a value back after every batch would make the
-    # CPU wait for the GPU each time
-    count = 0
-    with torch.inference_mode():
-        for x, y, pos in tqdm(loader, desc=desc, leave=False, disable=not progress or bars_disabled()):
-            x = transform(x)
-            with autocast(device, amp_dtype):
-                logits = model(x)
-            logits = logits.float()
-            loss_all.append(F.binary_cross_entropy_with_logits(logits, y, reduction="sum"))
-            count += y.numel()
-            prob_all.append(torch.sigmoid(logits))
-            pos_all.append(pos.cpu().numpy() if hasattr(pos, "cpu") else np.asarray(pos))
-    positions = np.concatenate(pos_all) if pos_all else np.zeros(0, dtype=np.int64)
-    probs = torch.cat(prob_all).cpu().numpy() if prob_all else np.zeros((0, 0), dtype=np.float32)
-    loss_sum = float(torch.stack(loss_all).cpu().double().sum()) if loss_all else 0.0
-    return positions, probs, loss_sum / max(count, 1)
-
-
-def mean_auc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, dict[str, float]]:
-    """Mean ROC AUC over the classes where it is defined, and the per-class values."""
-    from .. import CLASSES
-    from ..metrics import auc_table
-
-    classes = list(CLASSES)[: labels.shape[1]] if labels.shape[1] <= len(CLASSES) else [
-        f"class_{i}" for i in range(labels.shape[1])
-    ]
-    table = auc_table(labels, probs, classes=classes)
-    per_class = {c: float(table.loc[c, "auc"]) for c in classes}
-    return float(table.loc["Mean", "auc"]), per_class
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-def _rng_state(device) -> dict[str, Any]:
-    import torch
-
+def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict[str, Any], device) -> None:
-    import torch
-
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     if "torch" in state:
         torch.set_rng_state(state["torch"].cpu())
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"].cpu(), device)
 
 
-def _checkpoint_bytes(model) -> int:
+def _checkpoint_bytes(model: torch.nn.Module) -> int:
     n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     # model + SGD momentum, in float32, for last.pt, best.pt and a temporary copy
     return int(n * 4 * 2 * 3 * 1.1) + (16 << 20)
 
 
-def _batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 10_007 + batch) * 131 + rank
+# ----------------------------------------------------------------------------- one run
+
+
+class _Run:
+    """A run under way: its model, optimizer, schedule, step, and where it stands.
+
+    Built by :func:`train` (which also resumes it); :meth:`train_epoch` and :meth:`validate`
+    do the work of an epoch, :meth:`save` writes a checkpoint with every field of the format
+    described in :mod:`cral_lib.train.checkpoint`.
+    """
+
+    def __init__(self, config: TrainConfig, info: DistInfo, device: torch.device, data: _Data, *,
+                 fresh: bool, show: bool, say: Callable[..., None]) -> None:
+        self.config, self.info, self.device, self.data = config, info, device, data
+        self.show, self.say = show, say
+        self.out = Path(config.out_dir)
+        self.last_path = self.out / "checkpoints" / "last.pt"
+        self.best_path = self.out / "checkpoints" / "best.pt"
+        self.channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+        self.train_tf = TrainTransform(size=config.image_size, scale=config.crop_scale,
+                                       channels_last=self.channels_last)
+        self.test_tf = TestTransform.for_crop(config.image_size)
+
+        torch.manual_seed(config.seed)
+        model = models.build_model(**config.model_kwargs, weights=config.weights).to(device)
+        if config.prior_bias and fresh:
+            prevalence = data.train.labels.mean(axis=0).clip(1e-4, 1 - 1e-4)
+            with torch.no_grad():
+                model.classifier_bias.copy_(torch.from_numpy(np.log(prevalence / (1 - prevalence))))
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if info.is_main:
+            ckpt.check_writable(self.out, _checkpoint_bytes(model))
+        self.model = model
+        self.optimizer = make_optimizer(model, config)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
+        )
+        self.amp_dtype, use_scaler = amp_settings(config.amp, device)
+        self.use_scaler = use_scaler
+        # the step's net is attached by wrap(), once a resumed state is loaded
+        self.step_fn = TrainStep(model, self.optimizer, device, self.amp_dtype, use_scaler)
+        self.eval_net = model
+
+        self.start_epoch, self.start_batch, self.step = 0, 0, 0
+        self.best_auc, self.best_score, self.best_epoch = -math.inf, -math.inf, 0
+        self.history: list[dict[str, Any]] = []
+        self.epoch_loss_sum, self.epoch_seen = 0.0, 0
+
+    # -- state
+
+    def resume(self) -> None:
+        """Load ``last.pt`` after checking that it belongs to this config and these data."""
+        state = ckpt.load_checkpoint(self.last_path, map_location="cpu")
+        ckpt.check_compatible(state, self.config.to_dict(), self.data.fingerprint, RESUMABLE_FIELDS, self.last_path)
+        self.model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.step_fn.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state.get("rng", {}), self.device)
+        self.start_epoch, self.start_batch = int(state["epoch"]), int(state["batch"])
+        self.step = int(state["step"])
+        self.best_auc = float(state["best_val_auc"]) if state.get("best_val_auc") is not None else -math.inf
+        self.best_epoch = int(state.get("best_epoch", 0))
+        self.best_score = float(state.get("best_score", self.best_auc))
+        self.history = list(state.get("history", []))
+        self.epoch_loss_sum = float(state.get("epoch_loss_sum", 0.0))
+        self.epoch_seen = int(state.get("epoch_seen", 0))
+        if self.start_batch >= len(self.data.train_loader):
+            raise CheckpointError(
+                f"{self.last_path} points past the end of epoch {self.start_epoch + 1}; it is corrupt"
+            )
+        self.say(f"resuming {self.out} at epoch {self.start_epoch + 1}, batch {self.start_batch} (step {self.step})")
+
+    def wrap(self) -> None:
+        """DDP and ``torch.compile`` around the model.
+
+        Predictions run on each process's shard without DDP's synchronization. torch.compile
+        wraps DDP, not the reverse, so that gradient all-reduces overlap the compiled backward.
+        """
+        net = self.model
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DistributedDataParallel(net, device_ids=ids)
+        if self.config.compile:
+            net, self.eval_net = torch.compile(net), torch.compile(self.model)
+        self.step_fn.net = net
+
+    def save(self, path: Path, epoch: int, batch: int) -> None:
+        """Write a checkpoint of where the run stands (``epoch`` done, ``batch`` into the next)."""
+        state = {
+            "format": ckpt.FORMAT,
+            "cral_lib": __version__,
+            "model": ckpt.strip_module_prefix(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.step_fn.scaler.state_dict() if self.use_scaler else None,
+            "rng": _rng_state(self.device),
+            "epoch": epoch,
+            "batch": batch,
+            "step": self.step,
+            "epoch_loss_sum": self.epoch_loss_sum,
+            "epoch_seen": self.epoch_seen,
+            "config": self.config.to_dict(),
+            "model_config": dict(self.model.config),
+            "data_fingerprint": self.data.fingerprint,
+            "best_val_auc": None if self.best_auc == -math.inf else self.best_auc,
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "history": self.history,
+        }
+        ckpt.save_checkpoint(state, path)
+
+    def write_log(self) -> None:
+        text = "".join(json.dumps(row) + "\n" for row in self.history)
+        ckpt.atomic_write_text(self.out / "metrics.jsonl", text)
+
+    # -- an epoch
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, float, int]:
+        """Train one epoch (from the resumed batch, for the first); returns (loss, img/s, seconds, images)."""
+        config, info, device, loader = self.config, self.info, self.device, self.data.train_loader
+        self.model.train()
+        loader.set_epoch(epoch)
+        first = self.start_batch if epoch == self.start_epoch else 0
+        if first == 0:
+            self.epoch_loss_sum, self.epoch_seen = 0.0, 0
+        n_batches = len(loader)
+        bar = tqdm(total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   leave=False, disable=not self.show)
+        t0 = time.perf_counter()
+        images = 0
+        loss_acc = torch.zeros((), device=device)
+        bad = torch.zeros((), dtype=torch.bool, device=device)
+        since_log = 0
+        for b, (x, y, _) in enumerate(loader.iter_from(first), start=first):
+            gen = torch.Generator().manual_seed(batch_seed(config.seed, epoch, b, info.rank))
+            x = self.train_tf(x, generator=gen)
+            loss = self.step_fn(x, y)
+            self.step += 1
+            images += x.shape[0]
+            since_log += 1
+            loss_acc += loss * x.shape[0]
+            bad |= ~torch.isfinite(loss)
+            checkpoint_now = config.checkpoint_every_steps and self.step % config.checkpoint_every_steps == 0
+            if since_log == config.log_every or checkpoint_now or b == n_batches - 1:
+                if bool(any_process(info, bad)):  # every process stops together, none waits forever
+                    raise TrainingError(
+                        f"the loss became {float(loss):.4g} at epoch {epoch + 1}, batch {b + 1} (step {self.step}); "
+                        f"training stopped and {self.last_path} is the last good checkpoint. Try a smaller --lr, "
+                        "--amp off, or check the data"
+                    )
+                self.epoch_loss_sum += float(loss_acc)
+                self.epoch_seen += since_log * x.shape[0]
+                loss_acc.zero_()
+                if self.show:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    rate = images * info.world_size / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{self.epoch_loss_sum / max(self.epoch_seen, 1):.4f}", img_s=f"{rate:.0f}")
+                bar.update(since_log)
+                since_log = 0
+                if checkpoint_now and b < n_batches - 1 and info.is_main:
+                    self.save(self.last_path, epoch, b + 1)
+        bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        train_loss = all_reduce_mean(info, self.epoch_loss_sum / max(self.epoch_seen, 1))
+        rate = images * info.world_size / max(train_seconds, 1e-9)
+        return train_loss, rate, train_seconds, images
+
+    def validate(self) -> tuple[float, dict[str, float], float, float]:
+        """Predict the validation split on every process's shard and gather it.
+
+        Every process first takes the main process's BatchNorm statistics, the ones its
+        checkpoint holds. Returns (mean AUC, per-class AUC, loss, seconds).
+        """
+        t1 = time.perf_counter()
+        broadcast_buffers(self.info, self.model)
+        pos, probs, val_loss = predict(self.eval_net, self.data.val_loader, self.test_tf, self.device,
+                                       self.amp_dtype, progress=self.show, desc="validate")
+        probs = gather_rows(self.info, pos, probs, len(self.data.val.rows))
+        val_loss = all_reduce_mean(self.info, val_loss)
+        val_auc, per_class = mean_auc(self.data.val.labels, probs)
+        return val_auc, per_class, val_loss, time.perf_counter() - t1
+
+    def end_epoch(self, epoch: int, row: dict[str, Any]) -> bool:
+        """Log the epoch, keep the best checkpoint, write ``last.pt``; returns whether it improved.
+
+        The best checkpoint has the highest validation mean AUC. A validation split with no class
+        that has both positive and negative images (a tiny one) has no AUC: then the lowest
+        validation loss decides, and the log says so.
+        """
+        self.scheduler.step()
+        self.history.append(row)
+        score = row["val_auc"] if math.isfinite(row["val_auc"]) else -row["val_loss"]
+        improved = score > self.best_score
+        if improved:
+            self.best_auc, self.best_score, self.best_epoch = row["val_auc"], score, epoch + 1
+        self.epoch_loss_sum, self.epoch_seen = 0.0, 0
+        if self.info.is_main:
+            self.save(self.last_path, epoch + 1, 0)
+            if improved:
+                ckpt.atomic_write_bytes(self.best_path, self.last_path.read_bytes())
+            self.write_log()
+        barrier(self.info)
+        return improved
+
+
+def _check_start(config: TrainConfig, info: DistInfo, last_path: Path, resume: bool) -> None:
+    out = last_path.parent.parent
+    if info.is_main and last_path.exists() and not resume:
+        raise CheckpointError(
+            f"{out} already holds a run ({last_path}); pass --resume (resume=True) to continue it, "
+            "or choose another --out folder"
+        )
+    if resume and not last_path.exists():
+        raise CheckpointError(f"nothing to resume: {last_path} does not exist (start without --resume)")
+    if config.batch_size % info.world_size:
+        raise ConfigError(
+            f"batch_size={config.batch_size} does not split evenly over {info.world_size} processes"
+        )
 
 
 def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = True, verbose: bool = True) -> RunResult:
@@ -302,281 +385,74 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
             resume is missing or belongs to another config or dataset.
         TrainingError: the loss became NaN or infinite (the last good checkpoint stays intact).
     """
-    import pandas as pd
-    import torch
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    from ..data import BatchLoader, TestTransform, TrainTransform
-    from ..models import build_model
-
     config.validate()
     if resume not in (True, False, "auto"):
         raise ConfigError(f"resume={resume!r} must be True, False or 'auto'")
     info, device = setup(config.device)
     out = Path(config.out_dir)
-    ckpt_dir = out / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    last_path = out / "checkpoints" / "last.pt"
     if resume == "auto":
         resume = last_path.exists()
     show = progress and info.is_main and not bars_disabled()
     say = print if (verbose and info.is_main) else (lambda *a, **k: None)
     try:
-        if info.is_main and last_path.exists() and not resume:
-            raise CheckpointError(
-                f"{out} already holds a run ({last_path}); pass --resume (resume=True) to continue it, "
-                "or choose another --out folder"
-            )
-        if resume and not last_path.exists():
-            raise CheckpointError(f"nothing to resume: {last_path} does not exist (start without --resume)")
-        if config.batch_size % info.world_size:
-            raise ConfigError(
-                f"batch_size={config.batch_size} does not split evenly over {info.world_size} processes"
-            )
-
-        # ---- data (the main process builds the cache; the others wait and open it)
-        if info.is_main:
-            cache = open_cache(config, progress=show)
-        barrier(info)
-        if not info.is_main:
-            cache = open_cache(config, progress=False)
-        train_split = load_split(config, "train", cache)
-        val_split = load_split(config, "val", cache)
-        fingerprint = ckpt.data_fingerprint(
-            {
-                "train": (train_split.names, train_split.labels),
-                "val": (val_split.names, val_split.labels),
-                "cache_size": config.cache_size,
-            }
-        )
-        train_split = subset_train(train_split, config.max_train_images, config.seed)
-        per_rank = config.batch_size // info.world_size
-        if len(train_split.rows) < config.batch_size:
-            raise ConfigError(
-                f"the training split has {len(train_split.rows)} images, fewer than one batch "
-                f"({config.batch_size}); use a smaller --batch-size or more images"
-            )
-        train_loader = BatchLoader(
-            cache, train_split.rows, train_split.labels, per_rank, shuffle=True, drop_last=True,
-            seed=config.seed, device=device, rank=info.rank, world_size=info.world_size, prefetch=config.prefetch,
-        )
-        val_loader = BatchLoader(
-            cache, val_split.rows, val_split.labels, config.eval_batch_size, shuffle=False, drop_last=False,
-            seed=config.seed, device=device, rank=info.rank, world_size=info.world_size, prefetch=config.prefetch,
-        )
-        channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
-        train_tf = TrainTransform(size=config.image_size, scale=config.crop_scale, channels_last=channels_last)
-        test_tf = TestTransform(size=config.image_size, resize=round(config.image_size * 256 / 224))
-
-        # ---- model, optimizer, schedule, precision
-        torch.manual_seed(config.seed)
-        model = build_model(**config.model_kwargs, weights=config.weights).to(device)
-        if config.prior_bias and not resume:
-            prevalence = train_split.labels.mean(axis=0).clip(1e-4, 1 - 1e-4)
-            with torch.no_grad():
-                model.classifier_bias.copy_(torch.from_numpy(np.log(prevalence / (1 - prevalence))))
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if info.is_main:
-            ckpt.check_writable(out, _checkpoint_bytes(model))
-        optimizer = make_optimizer(model, config)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
-        )
-        amp_dtype, use_scaler = amp_settings(config.amp, device)
-        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-
-        # ---- resume
-        start_epoch, start_batch, step = 0, 0, 0
-        best_auc, best_score, best_epoch, history = -math.inf, -math.inf, 0, []
-        epoch_loss_sum, epoch_seen = 0.0, 0
+        _check_start(config, info, last_path, resume)
+        data = _open_data(config, info, device, show)
+        run = _Run(config, info, device, data, fresh=not resume, show=show, say=say)
         if resume:
-            state = ckpt.load_checkpoint(last_path, map_location="cpu")
-            ckpt.check_compatible(state, config.to_dict(), fingerprint, RESUMABLE_FIELDS, last_path)
-            model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state.get("rng", {}), device)
-            start_epoch, start_batch, step = int(state["epoch"]), int(state["batch"]), int(state["step"])
-            best_auc = float(state["best_val_auc"]) if state.get("best_val_auc") is not None else -math.inf
-            best_epoch = int(state.get("best_epoch", 0))
-            best_score = float(state.get("best_score", best_auc))
-            history = list(state.get("history", []))
-            epoch_loss_sum = float(state.get("epoch_loss_sum", 0.0))
-            epoch_seen = int(state.get("epoch_seen", 0))
-            if start_batch >= len(train_loader):
-                raise CheckpointError(f"{last_path} points past the end of epoch {start_epoch + 1}; it is corrupt")
-            say(f"resuming {out} at epoch {start_epoch + 1}, batch {start_batch} (step {step})")
+            run.resume()
         if info.is_main:
             config.save(out / "config.yaml")
-
-        # Predictions run on each process's shard without DDP's synchronization. torch.compile
-        # wraps DDP, not the reverse, so that gradient all-reduces overlap the compiled backward.
-        net = model
-        if info.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        eval_net = model
-        if config.compile:
-            net, eval_net = torch.compile(net), torch.compile(model)
-
-        def save(path: Path, epoch: int, batch: int) -> None:
-            state = {
-                "format": ckpt.FORMAT,
-                "cral_lib": _version(),
-                "model": ckpt.strip_module_prefix(model.state_dict()),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if use_scaler else None,
-                "rng": _rng_state(device),
-                "epoch": epoch,
-                "batch": batch,
-                "step": step,
-                "epoch_loss_sum": epoch_loss_sum,
-                "epoch_seen": epoch_seen,
-                "config": config.to_dict(),
-                "model_config": dict(model.config),
-                "data_fingerprint": fingerprint,
-                "best_val_auc": None if best_auc == -math.inf else best_auc,
-                "best_epoch": best_epoch,
-                "best_score": best_score,
-                "history": history,
-            }
-            ckpt.save_checkpoint(state, path)
-
-        def write_log() -> None:
-            text = "".join(json.dumps(row) + "\n" for row in history)
-            ckpt.atomic_write_text(out / "metrics.jsonl", text)
-
-        if start_epoch >= config.epochs:
-            say(f"{out}: all {config.epochs} epochs are done already")
-        epochs_bar = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not show,
-                          initial=start_epoch, total=config.epochs)
-        for epoch in epochs_bar:
-            model.train()
-            lr_used = float(optimizer.param_groups[0]["lr"])
-            train_loader.set_epoch(epoch)
-            first = start_batch if epoch == start_epoch else 0
-            if first == 0:
-                epoch_loss_sum, epoch_seen = 0.0, 0
-            n_batches = len(train_loader)
-            bar = tqdm(total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       leave=False, disable=not show)
-            t0 = time.perf_counter()
-            images = 0
-            loss_acc = torch.zeros((), device=device)
-            bad = torch.zeros((), dtype=torch.bool, device=device)
-            since_log = 0
-            for b, (x, y, _) in enumerate(train_loader.iter_from(first), start=first):
-                gen = torch.Generator().manual_seed(_batch_seed(config.seed, epoch, b, info.rank))
-                x = train_tf(x, generator=gen)
-                with autocast(device, amp_dtype):
-                    logits = net(x)
-                loss = F.binary_cross_entropy_with_logits(logits.float(), y)  # Eq. 10, mean over classes
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                images += x.shape[0]
-                since_log += 1
-                loss_acc += loss.detach() * x.shape[0]
-                bad |= ~torch.isfinite(loss.detach())
-                checkpoint_now = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
-                if since_log == config.log_every or checkpoint_now or b == n_batches - 1:
-                    if bool(any_process(info, bad)):  # every process stops together, none waits forever
-                        raise TrainingError(
-                            f"the loss became {float(loss.detach()):.4g} at epoch {epoch + 1}, batch {b + 1} (step {step}); "
-                            f"training stopped and {last_path} is the last good checkpoint. Try a smaller --lr, "
-                            "--amp off, or check the data"
-                        )
-                    epoch_loss_sum += float(loss_acc)
-                    epoch_seen += since_log * x.shape[0]
-                    loss_acc.zero_()
-                    if show:
-                        if device.type == "cuda":
-                            torch.cuda.synchronize(device)
-                        rate = images * info.world_size / max(time.perf_counter() - t0, 1e-9)
-                        bar.set_postfix(loss=f"{epoch_loss_sum / max(epoch_seen, 1):.4f}", img_s=f"{rate:.0f}")
-                    bar.update(since_log)
-                    since_log = 0
-                    if checkpoint_now and b < n_batches - 1 and info.is_main:
-                        save(last_path, epoch, b + 1)
-            bar.close()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            train_seconds = time.perf_counter() - t0
-            train_loss = all_reduce_mean(info, epoch_loss_sum / max(epoch_seen, 1))
-            rate = images * info.world_size / max(train_seconds, 1e-9)
-
-            # ---- validation on every process's shard, gathered; every process first takes the
-            # main process's BatchNorm statistics, the ones its checkpoint holds
-            t1 = time.perf_counter()
-            broadcast_buffers(info, model)
-            pos, probs, val_loss = predict(eval_net, val_loader, test_tf, device, amp_dtype, progress=show, desc="validate")
-            probs = gather_rows(info, pos, probs, len(val_split.rows))
-            val_loss = all_reduce_mean(info, val_loss)
-            val_auc, per_class = mean_auc(val_split.labels, probs)
-            scheduler.step()
-            row = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": lr_used,
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_auc": val_auc,
-                "images_per_s": rate,
-                "train_seconds": train_seconds,
-                "val_seconds": time.perf_counter() - t1,
-                "val_auc_per_class": per_class,
-            }
-            history.append(row)
-            # The best checkpoint has the highest validation mean AUC. A validation split with no
-            # class that has both positive and negative images (a tiny one) has no AUC: then the
-            # lowest validation loss decides, and the log says so.
-            score = val_auc if math.isfinite(val_auc) else -val_loss
-            improved = score > best_score
-            if improved:
-                best_auc, best_score, best_epoch = val_auc, score, epoch + 1
-            epoch_loss_sum, epoch_seen = 0.0, 0
-            if info.is_main:
-                save(last_path, epoch + 1, 0)
-                if improved:
-                    ckpt.atomic_write_bytes(best_path, last_path.read_bytes())
-                write_log()
-            barrier(info)
-            epochs_bar.set_postfix(val_auc=f"{val_auc:.4f}", best=f"{best_auc:.4f}")
-            msg = (f"epoch {epoch + 1:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                   f"val AUC {val_auc:.4f}{' *' if improved else '  '}  {rate:,.0f} img/s  "
-                   f"{train_seconds:.0f}+{row['val_seconds']:.0f} s")
-            if show:
-                tqdm.write(msg)
-            else:
-                say(msg)
-        epochs_bar.close()
-        history_df = pd.DataFrame(history)
-        if history and not math.isfinite(best_auc):
+        run.wrap()
+        _epochs(run)
+        history_df = pd.DataFrame(run.history)
+        if run.history and not math.isfinite(run.best_auc):
             say("note: the validation split has no class with both positive and negative images, so its AUC "
                 "is undefined; checkpoints/best.pt is the epoch with the lowest validation loss")
-        result = RunResult(out, config, history_df, float(best_auc) if history else float("nan"), best_epoch)
+        best = float(run.best_auc) if run.history else float("nan")
+        result = RunResult(out, config, history_df, best, run.best_epoch)
         return broadcast(info, result) if info.enabled else result
     finally:
         cleanup(info)
 
 
-def _version() -> str:
-    from .._version import __version__
+def _epochs(run: _Run) -> None:
+    """The epochs still to do: train, validate, log, checkpoint."""
+    config = run.config
+    if run.start_epoch >= config.epochs:
+        run.say(f"{run.out}: all {config.epochs} epochs are done already")
+    epochs_bar = tqdm(range(run.start_epoch, config.epochs), desc="epochs", disable=not run.show,
+                      initial=run.start_epoch, total=config.epochs)
+    for epoch in epochs_bar:
+        lr_used = float(run.optimizer.param_groups[0]["lr"])
+        train_loss, rate, train_seconds, _ = run.train_epoch(epoch)
+        val_auc, per_class, val_loss, val_seconds = run.validate()
+        row = {
+            "epoch": epoch + 1,
+            "step": run.step,
+            "lr": lr_used,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_auc": val_auc,
+            "images_per_s": rate,
+            "train_seconds": train_seconds,
+            "val_seconds": val_seconds,
+            "val_auc_per_class": per_class,
+        }
+        improved = run.end_epoch(epoch, row)
+        epochs_bar.set_postfix(val_auc=f"{val_auc:.4f}", best=f"{run.best_auc:.4f}")
+        msg = (f"epoch {epoch + 1:>3}/{config.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+               f"val AUC {val_auc:.4f}{' *' if improved else '  '}  {rate:,.0f} img/s  "
+               f"{train_seconds:.0f}+{val_seconds:.0f} s")
+        if run.show:
+            tqdm.write(msg)
+        else:
+            run.say(msg)
+    epochs_bar.close()
 
-    return __version__
 
-
-def read_history(run_dir: str | Path):
+def read_history(run_dir: str | Path) -> pd.DataFrame:
     """The metrics log of a run as a DataFrame (one row per epoch)."""
-    import pandas as pd
-
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: {run_dir} is not a run folder, or no epoch finished yet")
@@ -584,4 +460,7 @@ def read_history(run_dir: str | Path):
     return pd.DataFrame(rows)
 
 
-__all__ = ["train", "RunResult", "predict", "mean_auc", "amp_settings", "native_bf16", "read_history", "open_cache", "load_split"]
+# Besides its own names, this module still exports those that lived here before it was split by
+# job (the precision helpers, predictions, splits, the optimizer), for code that imports them from here.
+__all__ = ["train", "RunResult", "predict", "mean_auc", "amp_settings", "native_bf16", "read_history", "open_cache",
+           "load_split", "make_optimizer", "autocast", "bars_disabled", "TrainStep"]

@@ -19,8 +19,8 @@ from PIL import Image
 from cral_lib import CLASSES
 from cral_lib.data import is_synthetic_complete, make_synthetic, resolve_data_dir
 from cral_lib.data import metadata as md
-from cral_lib.data import phantom
-from cral_lib.data import synth
+from cral_lib import synthetic as synth
+from cral_lib.synthetic import painters, phantom, workers
 from cral_lib.errors import ConfigError, DataError
 
 N, SIZE, SEED = 120, 64, 3
@@ -260,7 +260,7 @@ def test_a_file_is_not_a_folder(tmp_path):
 def test_resumes_an_interrupted_generation(tmp_path, monkeypatch):
     n = 60  # three chunks of 25, 25, 10
     clean = make_synthetic(tmp_path / "clean", n, 32, 9, workers=1, progress=False)
-    real_chunk = synth._render_chunk
+    real_chunk = workers.render_chunk
     calls = []
 
     def flaky(tasks):
@@ -269,15 +269,15 @@ def test_resumes_an_interrupted_generation(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_chunk(tasks)
 
-    monkeypatch.setattr(synth, "_render_chunk", flaky)
+    monkeypatch.setattr(workers, "render_chunk", flaky)
     folder = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         make_synthetic(folder, n, 32, 9, workers=1, progress=False)
     assert not is_synthetic_complete(folder, n, 32, 9)
     assert json.loads((folder / synth.MARKER).read_text())["complete"] is False
-    monkeypatch.setattr(synth, "_render_chunk", real_chunk)
+    monkeypatch.setattr(workers, "render_chunk", real_chunk)
     rendered = []
-    monkeypatch.setattr(synth, "_render_chunk", lambda t: rendered.append(len(t)) or real_chunk(t))
+    monkeypatch.setattr(workers, "render_chunk", lambda t: rendered.append(len(t)) or real_chunk(t))
     make_synthetic(folder, n, 32, 9, workers=1, progress=False)
     assert rendered == [25, 10]  # the first chunk was not drawn again
     assert _hashes(folder) == _hashes(clean)
@@ -430,3 +430,28 @@ def test_no_work_at_import():
         "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+    # what an image worker imports (spawned on macOS and Windows): the phantoms, without pandas
+    code = (
+        "import sys; import cral_lib.synthetic.workers, cral_lib.synthetic.phantom; "
+        "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
+
+
+def test_one_painter_per_finding_keyed_by_the_signatures():
+    assert set(painters.PAINTERS) == set(phantom.SIGNATURES) == set(CLASSES)
+    assert {p.stage for p in painters.PAINTERS.values()} == set(painters.STAGES)
+    from cral_lib.synthetic.scene import FINDING_PARAMETERS
+
+    assert list(FINDING_PARAMETERS) == list(CLASSES)
+
+
+def test_old_import_paths_name_the_same_objects():
+    import cral_lib.data as data
+    from cral_lib.data import phantom as old_phantom
+    from cral_lib.data import synth as old_synth
+
+    assert data.make_synthetic is synth.make_synthetic is old_synth.make_synthetic
+    assert data.resolve_data_dir is old_synth.resolve_data_dir is synth.resolve_data_dir
+    assert old_phantom.make_phantom is phantom.make_phantom is data.make_phantom
+    assert old_synth.MARKER == synth.MARKER and old_synth.looks_like_release is data.looks_like_release

@@ -1,4 +1,4 @@
-"""Tests of `cral download` (cral_lib/data/download.py, cral_lib/cli/download.py).
+"""Tests of `cral download` (cral_lib/fetch/, cral_lib/cli/download.py).
 
 A fake NIH: one small synthetic release (make_synthetic, 45 images of 32 px) whose PNGs are
 packed, in sorted name order, into 3 gzip tar archives of 15 images (``images/<name>.png``
@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cral_lib import fetch as dl
 from cral_lib.cli import main
-from cral_lib.data import download as dl
 from cral_lib.data.cache import ImageCache, build_cache
+from cral_lib.fetch import run as fetch_run
+from cral_lib.fetch import sinks, stream
 from cral_lib.errors import ConfigError, DataError
 
 N_IMAGES, PER_ARCHIVE, SIZE = 45, 15, 16
@@ -60,7 +62,7 @@ Fake = namedtuple("Fake", "root names pngs table blobs")
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory) -> Fake:
     """The synthetic release, its archive table and the archive bytes (built once per module)."""
-    from cral_lib.data.synth import make_synthetic
+    from cral_lib.synthetic import make_synthetic
 
     root = make_synthetic(tmp_path_factory.mktemp("synthetic") / "release", N_IMAGES, 32, seed=3,
                           workers=1, progress=False)
@@ -175,7 +177,7 @@ def server(_server, fake, monkeypatch) -> FakeServer:
     _server.errors.clear()
     _server.html.clear()
     _server.ignore_range = False
-    monkeypatch.setattr(dl, "NIH_ARCHIVES", fake.table)
+    monkeypatch.setattr(fetch_run, "NIH_ARCHIVES", fake.table)
     monkeypatch.setenv(dl.BASE_URL_ENV, _server.url)
     return _server
 
@@ -201,13 +203,13 @@ def reference(fake, tmp_path_factory) -> ImageCache:
 def decodes(monkeypatch) -> Counter:
     """Count the PNG decodes of the cache sink, by image label."""
     seen: Counter = Counter()
-    original = dl._decode
+    original = sinks.decode
 
     def counting(data, label, size):
         seen[label.rsplit("/", 1)[-1]] += 1
         return original(data, label, size)
 
-    monkeypatch.setattr(dl, "_decode", counting)
+    monkeypatch.setattr(sinks, "decode", counting)
     return seen
 
 
@@ -336,7 +338,7 @@ def test_subset_in_cache_only_mode_stays_incomplete_until_the_rest_is_in(server,
 def chunk(request, monkeypatch) -> None:
     """Run with the real read size and with tiny reads (every boundary inside gzip, tar and PNGs)."""
     if request.param.startswith("777"):
-        monkeypatch.setattr(dl, "_CHUNK", 777)
+        monkeypatch.setattr(stream, "CHUNK", 777)
 
 
 def test_cut_connection_next_run_resumes_from_the_byte_reached(server, out, reference, decodes, chunk):
@@ -571,7 +573,7 @@ def fake_kaggle(tmp_path, fake, monkeypatch):
     monkeypatch.setenv("FAKE_KAGGLE_SRC", str(src))
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
-    monkeypatch.setattr(dl, "NIH_ARCHIVES", fake.table)
+    monkeypatch.setattr(fetch_run, "NIH_ARCHIVES", fake.table)
     return lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 

@@ -1,0 +1,30 @@
+"""The choices a run is made of, defined once: backbones, attention branches, variants, precisions.
+
+The model builder (:func:`cral_lib.models.build_model`), the config check
+(:meth:`cral_lib.train.TrainConfig.validate`) and the command line (``cral train --help``) all
+read these tuples. This module imports nothing, so that the command line can show them
+without loading torch.
+"""
+
+from __future__ import annotations
+
+#: Backbone name -> channels ``N`` of its conv5 map (Eq. 1): the paper's two networks, then
+#: ResNet-18 for quick CPU runs.
+BACKBONE_CHANNELS: dict[str, int] = {"resnet50": 2048, "densenet121": 1024, "resnet18": 512}
+
+#: The backbones, in the order above.
+BACKBONES: tuple[str, ...] = tuple(BACKBONE_CHANNELS)
+
+#: The attention branches of Fig. 2 (``none``: the baseline without attention).
+ATTENTIONS: tuple[str, ...] = ("att1", "att2", "none")
+
+#: CRAL and the ablations of Table 2 (``no_attention`` is the baseline, with ``attention="none"``).
+VARIANTS: tuple[str, ...] = ("cral", "no_category", "no_residual", "no_attention")
+
+#: Mixed-precision modes of training (see :func:`cral_lib.device.amp_settings`).
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
+
+#: Optimizers: the paper's SGD with momentum, or AdamW (the book's fast mode).
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+
+__all__ = ["AMP_MODES", "ATTENTIONS", "BACKBONES", "BACKBONE_CHANNELS", "OPTIMIZERS", "VARIANTS"]

@@ -1,0 +1,109 @@
+"""The compute device and the precision, chosen once at the edge and passed down.
+
+The chapters (through :func:`cral_lib.book.setup`), the command line, the trainer and the
+benchmarks all ask this module:
+
+- :func:`resolve_device`: ``auto`` means CUDA, then Apple MPS, then the CPU;
+- :func:`native_bf16`: whether a GPU computes in bfloat16 natively;
+- :func:`amp_settings`: the autocast dtype of training and whether it needs a gradient scaler;
+- :func:`eval_precision`: the autocast dtype of predictions of a run trained with a given ``amp``;
+- :func:`autocast`: ``torch.autocast`` for a dtype, or nothing for full precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Pick the compute device: ``auto`` means CUDA, then Apple MPS, then the CPU.
+
+    Args:
+        device: ``auto``, or a torch device (string or :class:`torch.device`).
+
+    Returns:
+        The :class:`torch.device`.
+    """
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def native_bf16(device: Any) -> bool:
+    """Whether a CUDA device computes in bfloat16 natively (Ampere, compute capability 8.0, and newer).
+
+    ``torch.cuda.is_bf16_supported()`` also says True where bfloat16 is only emulated (a T4 or a
+    V100, compute capability 7.x): it runs there, but far slower than float16, so mixed precision
+    must not choose it. ROCm GPUs count as native.
+    """
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    if torch.version.hip:
+        return True
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.cuda.get_device_capability(index)[0] >= 8
+
+
+def amp_settings(amp: str, device: Any) -> tuple[torch.dtype | None, bool]:
+    """Return (autocast dtype or None, whether a gradient scaler is needed) for training.
+
+    ``auto``: bfloat16 on GPUs with native bfloat16, float16 with a gradient scaler on older
+    GPUs (Colab's T4), full precision on the CPU.
+
+    Raises:
+        ConfigError: ``amp="fp16"`` on a CPU.
+    """
+    device = torch.device(device)
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None, False
+    if amp == "auto":
+        return (torch.bfloat16, False) if native_bf16(device) else (torch.float16, True)
+    if amp == "bf16":
+        if device.type == "cuda" and not native_bf16(device):
+            name = torch.cuda.get_device_name(device)
+            warnings.warn(
+                f"amp='bf16' on {name}, which has no native bfloat16 (compute capability "
+                f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}): it is emulated and slow; "
+                "amp='fp16' or 'auto' is much faster there",
+                stacklevel=2,
+            )
+        return torch.bfloat16, False
+    if device.type == "cpu":
+        raise ConfigError(f"amp='fp16' needs a GPU (device {device}); on the CPU use amp='bf16' or 'off'")
+    return torch.float16, True
+
+
+def eval_precision(amp: str, device: Any) -> torch.dtype | None:
+    """The autocast dtype for predictions of a run trained with ``amp``, on ``device``.
+
+    The training precision on a GPU, except bfloat16 where the GPU only emulates it (float16
+    then, which needs no gradient scaler for predictions); full precision on a CPU, so that a
+    run trained with ``fp16`` on a GPU can be evaluated anywhere.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    if amp == "bf16" and not native_bf16(device):
+        amp = "auto"
+    return amp_settings(amp, device)[0]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` on ``device`` in ``dtype``, or a no-op context for full precision (None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+__all__ = ["amp_settings", "autocast", "eval_precision", "native_bf16", "resolve_device"]
