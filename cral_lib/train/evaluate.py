@@ -93,6 +93,21 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any =
     return model, config, state
 
 
+def split_loader(config: TrainConfig, split: str, device: torch.device, batch_size: int | None = None, *,
+                 progress: bool = False, rank: int = 0, world_size: int = 1) -> tuple[BatchLoader, TestTransform, Any]:
+    """The test-time path of a run over one split: (loader in order, test transform, the split).
+
+    The split (:func:`~cral_lib.train.splits.load_split`) has ``rows``, ``labels`` and ``names``;
+    the loader yields (uint8 images, labels, positions) without shuffling or dropping a batch,
+    and the transform resizes and centre-crops as :func:`~cral_lib.data.augment.test_time_resize` says.
+    """
+    cache = open_cache(config, progress=progress)
+    data = load_split(config, split, cache)
+    loader = BatchLoader(cache, data.rows, data.labels, batch_size or config.eval_batch_size, shuffle=False,
+                         drop_last=False, device=device, rank=rank, world_size=world_size)
+    return loader, TestTransform.for_crop(config.image_size), data
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -138,13 +153,8 @@ def evaluate_run(
         if cache_dir:
             changes["cache_dir"] = str(cache_dir)
         config = config.replace(**changes)
-        cache = open_cache(config, progress=progress and info.is_main)
-        data = load_split(config, split, cache)
-        loader = BatchLoader(
-            cache, data.rows, data.labels, batch_size or config.eval_batch_size, shuffle=False, drop_last=False,
-            device=dev, rank=info.rank, world_size=info.world_size,
-        )
-        transform = TestTransform.for_crop(config.image_size)
+        loader, transform, data = split_loader(config, split, dev, batch_size, progress=progress and info.is_main,
+                                               rank=info.rank, world_size=info.world_size)
         amp_dtype = eval_precision(config.amp, dev)
         pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
                                 desc=f"predict {split}")
@@ -220,5 +230,5 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
 
 
 # eval_precision lived here before cral_lib.device; importable from here still.
-__all__ = ["EvalResult", "eval_precision", "evaluate_run", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
+__all__ = ["EvalResult", "eval_precision", "evaluate_run", "split_loader", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
            "compare_runs"]
