@@ -109,7 +109,8 @@ def step_breakdown_table(results: list[tuple[str, dict]]) -> str:
 def fast_backbone_table(results: list[tuple[str, dict]]) -> str:
     def caption(r):
         return (f"{r['device']}, torch {r['torch']}; CRAL att1 training step (AdamW), batch {r['batch_size']}, "
-                f"{r['warmup']} warm-up + {r['steps']} timed steps; vs old: the rate over ResNet-18 at 64 px in fp32")
+                f"{r['warmup']} warm-up + {r['steps']} timed steps, best of {r.get('rounds', 1)} rounds; "
+                f"vs old: the rate over ResNet-18 at 64 px in fp32")
 
     def rows(r):
         base = next((x["images_per_s"] for x in r["rows"] if x["candidate"] == "resnet18@64"

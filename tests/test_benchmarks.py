@@ -66,7 +66,7 @@ def test_synthetic_auc_smoke(tmp_path):
 
 
 def test_fast_backbone(tmp_path):
-    r = run("fast_backbone", "--steps", "1", "--warmup", "0", "--batch-size", "2", "--candidates", "resnet18@64",
+    r = run("fast_backbone", "--steps", "1", "--warmup", "0", "--rounds", "1", "--batch-size", "2", "--candidates", "resnet18@64",
             "small_resnet@112", "--formats", "default", tmp_path=tmp_path)
     maps = {(row["candidate"], row["precision"]): row["map"] for row in r["rows"]}
     assert maps == {("resnet18@64", "fp32"): "2x2", ("resnet18@64", "bf16"): "2x2",
