@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, die_with_parent
 from ..errors import DataError
 from .archive import ZIP_MEMBER_RE
 from .disk import MARGIN, SLACK, DiskPlan, allocated, check_disk_space
@@ -234,7 +234,8 @@ def check_kaggle_token() -> None:
 
 def run_kaggle(exe: str, args: list[str]) -> None:
     try:
-        proc = subprocess.run([exe, *args], check=False)
+        # the kaggle command ends with this process (a kill -9 of cral download leaves it not running)
+        proc = subprocess.run([exe, *args], check=False, preexec_fn=die_with_parent)
     except OSError as exc:
         raise DataError(f"cannot run {exe} ({exc}): {_KAGGLE_INSTALL}") from None
     if proc.returncode != 0:

@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..._io import default_workers, worker_context
+from ..._io import default_workers, worker_context, worker_init
 from ...errors import DataError
 from ..images import open_grey, resize_grey
 from ..nih import ChestXray14
@@ -168,7 +168,8 @@ def _pool_results(tasks: list[tuple[int, str, int]], workers: int, chunk: int = 
     """Run :func:`_load_resized` over ``tasks`` in ``workers`` processes; yield results as they come."""
     # fork on Linux, spawn elsewhere (see worker_context); the workers use only numpy and PIL.
     # A broken pool raises instead of hanging.
-    executor = ProcessPoolExecutor(workers, mp_context=worker_context())
+    # Workers die with this process (worker_init), so a kill -9 leaves none behind holding the lock.
+    executor = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=worker_init)
     futures = [executor.submit(_load_chunk, tasks[i : i + chunk]) for i in range(0, len(tasks), chunk)]
 
     def results():

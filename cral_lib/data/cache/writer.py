@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -14,12 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks, the writer goes on unlocked
-    fcntl = None
-
-from ..._io import atomic_write_bytes
+from ..._io import FolderLock, LockHeld, atomic_write_bytes, pid_alive
 from ...errors import DataError
 from ..images import resize_grey
 from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, META_FILE, SKIPPED,
@@ -36,29 +30,26 @@ def state_from_index(path: Path, count: int) -> np.ndarray:
 
 
 class _Lock:
-    """An exclusive advisory lock on a cache folder (POSIX only; a no-op elsewhere)."""
+    """The exclusive lock of a cache folder, held by the writing process alone (see :class:`FolderLock`)."""
 
     def __init__(self, path: Path) -> None:
-        self._file = None
-        if fcntl is None:  # pragma: no cover - Windows
-            return
-        self._file = open(path / LOCK_FILE, "a+")
         try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._file.close()
-            self._file = None
-            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                return  # a file system without locks (some network mounts): go on unlocked
+            self._lock = FolderLock(path / LOCK_FILE)
+        except LockHeld as held:
+            who = f" (process {held.pid})" if held.pid and pid_alive(held.pid) else ""
             raise DataError(
-                f"another process is writing the cache in {path} (it holds {path / LOCK_FILE}): wait for "
-                "it to finish, or stop it; an interrupted build resumes where it stopped"
+                f"another process{who} is writing the cache in {path} (it holds {path / LOCK_FILE}): wait for it to finish, "
+                "or stop it; an interrupted build resumes where it stopped"
             ) from None
+        if self._lock.stale_pid:
+            warnings.warn(
+                f"the cache in {path} was being written by process {self._lock.stale_pid}, which no longer runs "
+                "(killed or crashed); took over its lock and resuming where it stopped",
+                stacklevel=3,
+            )
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file releases the lock
-            self._file = None
+        self._lock.release()
 
 
 class CacheWriter:
