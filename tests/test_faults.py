@@ -288,3 +288,50 @@ def test_kill9_of_synth_leaves_no_process_and_the_next_run_finishes(tmp_path, st
     proc = cral(*args, timeout=LIMIT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "SYNTHETIC.json").read_text())["complete"] is True
+
+
+# --------------------------------------------------------------------------- damaged caches: the fix named works
+
+
+def _truncate(path: Path, keep: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _edit_an_image(root: Path) -> None:
+    from PIL import Image
+
+    png = sorted(root.glob("images*/images/*.png"))[3]
+    grey = np.asarray(Image.open(png).convert("L"))
+    Image.fromarray(255 - grey).save(png)
+    os.utime(png, ns=(time.time_ns(), time.time_ns() + 10**9))
+
+
+DAMAGE = {
+    "truncated images.npy": lambda root, cache: _truncate(cache / "images.npy", 0.5),
+    "zero-byte images.npy": lambda root, cache: (cache / "images.npy").write_bytes(b""),
+    "truncated index.csv": lambda root, cache: _truncate(cache / "index.csv", 0.6),
+    "truncated cache.json": lambda root, cache: _truncate(cache / "cache.json", 0.5),
+    "source changed": lambda root, cache: _edit_an_image(root),
+}
+
+
+@pytest.mark.parametrize("fault", list(DAMAGE))
+def test_a_damaged_cache_is_repaired_by_the_command_its_message_names(fault, tmp_path):
+    root = write_release(tmp_path / "release", n_images=30, size=32)
+    build = ("prepare", "--data", root, "--size", 16, "--workers", 0, "--no-progress")
+    assert cral(*build).returncode == 0
+    cache = root / "cache" / "16"
+    DAMAGE[fault](root, cache)
+    proc = cral(*build)  # the user runs the same command again
+    if proc.returncode != 0:
+        line = one_line_error(proc, str(cache))
+        proc = run_advice(line)
+    assert proc.returncode == 0, proc.stderr
+    clean = tmp_path / "clean"
+    assert cral("prepare", "--data", root, "--size", 16, "--out", clean, "--workers", 0, "--no-progress").returncode == 0
+    same_cache(cache, clean)
+    # and the library reads it
+    from cral_lib.data import ImageCache
+
+    ImageCache.open(root, size=16)

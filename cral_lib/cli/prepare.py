@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # the cache (numpy, the release reader) loads when the command runs, not when `cral --help` builds the parser
     from ..data.cache import ImageCache, build_cache
+    from ..data.cache.layout import prepare_command
 
     if args.size < 1:
         raise ConfigError(f"--size {args.size} must be a positive number of pixels (256 is the paper's)")
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    cache = ImageCache(path)
+    cache = ImageCache(path, fix=prepare_command(args.data, args.size, path))
     skipped = int((~cache.valid).sum())
     note = f", {skipped} skipped (lenient mode)" if skipped else ""
     print(

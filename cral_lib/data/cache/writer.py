@@ -80,6 +80,9 @@ class CacheWriter:
         overwrite: replace a cache of other names, size or version found in ``path``
             (otherwise that is a :class:`~cral_lib.errors.DataError`).
         flush_seconds: :meth:`write` flushes when this long has passed since the last flush.
+        fix: the command a message names to replace another cache found in ``path`` (the
+            ``cral prepare ... --overwrite`` that :func:`build_cache` passes); None: the flags
+            of ``cral download``.
 
     Raises:
         DataError: ``path`` holds another cache (and not ``overwrite``) or another process
@@ -94,8 +97,11 @@ class CacheWriter:
         *,
         overwrite: bool = False,
         flush_seconds: float = 2.0,
+        fix: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self._fix = fix
+        self._source: str | None = None
         self.size = int(size)
         if self.size < 1:
             raise DataError(f"cache size {size!r} must be a positive number of pixels (256 is the paper's)")
@@ -136,10 +142,11 @@ class CacheWriter:
         if not same:
             if overwrite:
                 return False
+            how = (f"replace it with `{self._fix}`" if self._fix
+                   else "choose another --out, delete that folder, or pass --overwrite (overwrite=True) to replace it")
             raise DataError(
                 f"{self.path} holds another cache ({describe(meta)}; wanted {len(self.names)} images at "
-                f"{self.size} px of this release): choose another --out, delete that folder, or pass "
-                "--overwrite (overwrite=True) to replace it"
+                f"{self.size} px of this release): {how}"
             )
         try:
             images = np.load(self.path / IMAGES_FILE, mmap_mode="r+")
@@ -255,7 +262,7 @@ class CacheWriter:
         self._last_flush = time.monotonic()
         self._dirty = False
 
-    def finalize(self, fingerprint: str | None = None) -> Path:
+    def finalize(self, fingerprint: str | None = None, source: str | None = None) -> Path:
         """Mark the cache complete, once every row is written or skipped.
 
         Writes ``index.csv`` and then, last and atomically, ``cache.json`` with
@@ -264,6 +271,9 @@ class CacheWriter:
         Args:
             fingerprint: the source's fingerprint (:func:`release_fingerprint`), checked against
                 the names this writer was made with; None skips the check.
+            source: the fingerprint of the source image files
+                (:func:`~cral_lib.data.cache.layout.source_fingerprint`), kept in ``cache.json`` so
+                that a later change of them is noticed; None when there are no files (a stream).
 
         Returns:
             The cache folder.
@@ -282,6 +292,7 @@ class CacheWriter:
                 f"cannot finalize the cache in {self.path}: {len(missing)} of {len(self.names)} images "
                 f"are not written yet (e.g. {missing[0]!r}); write or skip them first"
             )
+        self._source = source
         self._images.flush()
         self._write_state()
         self._write_index()
@@ -339,6 +350,7 @@ class CacheWriter:
             "skipped": dict(self.skipped),
             "bytes": int(len(self.names) * self.size * self.size),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"source": self._source} if self._source else {}),
             "complete": bool(complete),  # the last key, and the file is replaced atomically
         }
         atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))
