@@ -1,6 +1,8 @@
 """Compare two evaluated runs on the same images with a paired bootstrap.
 
-Both runs must have been evaluated on the same split (`cral evaluate`). The table gives, per
+Both runs must have been evaluated on the same split (`cral evaluate`), of the same release:
+runs whose test images are not at least 90% the same are refused (the message gives how many
+they share). The table gives, per
 class and for the mean, the AUC difference (B minus A), its 95% interval and a two-sided
 bootstrap p-value: an interval that contains 0 means the data cannot tell the runs apart.
 
@@ -11,6 +13,8 @@ example:
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from ..errors import ConfigError
 
@@ -34,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 1:
         raise ConfigError(f"--bootstrap {args.bootstrap} must be >= 1")
-    table = compare_runs(args.run_a, args.run_b, split=args.split, n_boot=args.bootstrap, seed=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = compare_runs(args.run_a, args.run_b, split=args.split, n_boot=args.bootstrap, seed=args.seed)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print(table)
     return 0

@@ -2,6 +2,8 @@
 paper's Table 1 beside the run's row, and predictions per image.
 
 Writes into the run folder: predictions_SPLIT.csv, auc_SPLIT.csv, auc_SPLIT.json, table1_SPLIT.csv.
+With --data of another dataset than the run's own, the names say which data
+(predictions_SPLIT_on_FOLDER-HASH.csv, ...): the run's own results are never replaced.
 
 examples:
   cral evaluate --run runs/r50_att1
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap {args.bootstrap} must be >= 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} must be 1 or more (default: the run's eval batch size)")
     result = evaluate_run(
         args.run, args.split, which=args.checkpoint, data_dir=args.data, cache_dir=args.cache, device=args.device,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress,
@@ -53,6 +57,5 @@ def run(args: argparse.Namespace) -> int:
         print(result.auc)
         print()
         print(result.table1)
-    print(f"\nwritten to {result.run_dir}: predictions_{args.split}.csv, auc_{args.split}.csv, "
-          f"auc_{args.split}.json, table1_{args.split}.csv")
+    print(f"\nwritten to {result.run_dir}: {', '.join(result.files)}")
     return 0
