@@ -46,11 +46,14 @@ def env() -> dict[str, str]:
     return e
 
 
-def cral(*args: str, timeout: float = LIMIT, prelude: str | None = None) -> subprocess.CompletedProcess:
+def cral(*args: str, timeout: float = LIMIT, prelude: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run ``cral ARGS`` as a user does and wait for it (``prelude``: Python run first, in the same process)."""
     argv = _argv(args, prelude)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env(), cwd=ROOT,
-                          start_new_session=True)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env(), cwd=cwd,
+                              start_new_session=True)
+    except subprocess.TimeoutExpired as exc:  # pragma: no cover - a hang is a failure, and leaves nothing running
+        pytest.fail(f"cral {' '.join(map(str, args))} did not end within {timeout} s: {exc.stderr}")
 
 
 def _argv(args, prelude: str | None) -> list[str]:
@@ -335,3 +338,484 @@ def test_a_damaged_cache_is_repaired_by_the_command_its_message_names(fault, tmp
     from cral_lib.data import ImageCache
 
     ImageCache.open(root, size=16)
+
+
+# --------------------------------------------------------------------------- training and evaluation
+
+TINY = ("--backbone", "resnet18", "--weights", "none", "--image-size", 48, "--cache-size", 56, "--batch-size", 16,
+        "--eval-batch-size", 64, "--lr", 0.05, "--epochs", 2, "--lr-milestones", 1, "--max-train-images", 64,
+        "--log-every", 1, "--device", "cpu", "--no-progress")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A folder with ``release`` (240 synthetic images, its 56 px cache) and ``run`` (trained from it, evaluated)."""
+    base = tmp_path_factory.mktemp("train")
+    synthetic_release(base / "release", 240, 64)
+    # trained from `base` with a relative --data, as a user in that folder would
+    proc = cral("train", "--data", "release", "--out", base / "run", *TINY, cwd=base)
+    assert proc.returncode == 0, proc.stderr
+    proc = cral("evaluate", "--run", base / "run", "--bootstrap", 10, "--no-progress", "--device", "cpu", cwd=base)
+    assert proc.returncode == 0, proc.stderr
+    return base
+
+
+def _no_run_files(folder: Path) -> bool:
+    return not folder.exists() or not [p for p in folder.rglob("*") if p.is_file()]
+
+
+BAD_TRAIN = [
+    (("--device", "banana"), "banana"),
+    (("--num-classes", 3), "num_classes=3"),
+    (("--lr", "inf"), "lr=inf"),
+    (("--lr", "nan"), "lr=nan"),
+    (("--lr", "1e30"), "lr=1e+30"),
+    (("--weight-decay", "inf"), "weight_decay=inf"),
+    (("--lr-milestones", -1), "-1"),
+    (("--momentum", 1.5), "momentum=1.5"),
+    (("--batch-size", 0), "batch_size=0"),
+    (("--epochs", 0), "epochs=0"),
+    (("--image-size", 16), "image_size=16"),
+    (("--crop-scale", 0, 2), "crop_scale"),
+    (("--val-fraction", 1), "val_fraction=1"),
+    (("--weights", "no-such-file.pt"), "no-such-file.pt"),
+    (("--backbone", "resnet9"), "resnet9"),
+    (("--batch-size", "x"), "'x'"),
+]
+
+
+@pytest.mark.parametrize("flags, named", BAD_TRAIN, ids=[" ".join(map(str, f)) for f, _ in BAD_TRAIN])
+def test_a_bad_train_value_is_one_line_and_leaves_nothing(work, tmp_path, flags, named):
+    out = tmp_path / "run"
+    base = [a for a in TINY]
+    for flag in flags[:1]:
+        if flag in base:  # the bad value replaces the tiny recipe's one
+            i = base.index(flag)
+            n = 2 if flag != "--crop-scale" else 3
+            del base[i:i + n]
+    proc = cral("train", "--data", work / "release", "--out", out, *base, *flags)
+    one_line_error(proc, named)
+    assert _no_run_files(out), sorted(out.rglob("*"))
+
+
+def test_train_on_a_gpu_this_machine_lacks_is_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = cral("train", "--data", ROOT, "--device", "cuda", "--backbone", "resnet18", "--weights", "none")
+    one_line_error(proc, "--device cuda", "torch finds none")
+
+
+@pytest.mark.parametrize("args, named", [
+    (("--batch-size", 0), "--batch-size 0"),
+    (("--device", "banana"), "banana"),
+    (("--bootstrap", -1), "--bootstrap -1"),
+    (("--split", "holdout"), "holdout"),
+    (("--checkpoint", "missing.pt"), "missing.pt"),
+])
+def test_a_bad_evaluate_value_is_one_line(work, args, named):
+    before = (work / "run" / "predictions_test.csv").read_bytes()
+    proc = cral("evaluate", "--run", work / "run", "--no-progress", *args, cwd=work)
+    one_line_error(proc, named)
+    assert (work / "run" / "predictions_test.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("args, named", [
+    (("synth", "--out", "{tmp}/s", "--size", 16), "--size"),
+    (("synth", "--out", "{tmp}/s", "--images", 0), "--images"),
+    (("prepare", "--data", "{tmp}/nothing"), "nothing"),
+    (("prepare", "--data", "{tmp}", "--size", 0), "--size 0"),
+    (("prepare", "--data", "{tmp}", "--workers", -1), "--workers -1"),
+    (("download", "--out", "{tmp}/d", "--archives", 13), "13"),
+    (("download", "--out", "{tmp}/d", "--timeout", 0), "--timeout"),
+    (("download", "--out", "{tmp}/d", "--size", 0), "--size 0"),
+    (("compare", "{tmp}/a", "{tmp}/b", "--bootstrap", 0), "--bootstrap 0"),
+])
+def test_a_bad_value_of_another_command_is_one_line(tmp_path, args, named):
+    proc = cral(*[str(a).format(tmp=tmp_path) for a in args])
+    one_line_error(proc, named)
+
+
+def test_synth_at_the_smallest_size_works(tmp_path):
+    proc = cral("synth", "--out", tmp_path / "s", "--images", 600, "--size", 32, "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_csv_with_a_bad_byte_or_a_missing_column_is_named(tmp_path):
+    root = write_release(tmp_path / "r", n_images=12, size=16)
+    csv = root / "Data_Entry_2017.csv"
+    text = csv.read_bytes()
+    cut = text.index(b"\n") + 5
+    csv.write_bytes(text[:cut] + b"\xff" + text[cut:])
+    one_line_error(cral("prepare", "--data", root, "--size", 8, "--no-progress"), "not UTF-8", "0xff")
+    lines = text.decode().splitlines()
+    rows = [line.split(",") for line in lines]
+    # without Patient ID (the 4th column)
+    csv.write_text("\n".join(",".join(r[:3] + r[4:]) for r in rows) + "\n")
+    one_line_error(cral("prepare", "--data", root, "--size", 8, "--no-progress"), "'Patient ID'")
+    # columns reordered: read by name, the same cache as the original order
+    csv.write_text("\n".join(",".join([r[1], r[0], *r[2:]]) for r in rows) + "\n")
+    proc = cral("prepare", "--data", root, "--size", 8, "--no-progress", "--out", tmp_path / "c1")
+    assert proc.returncode == 0, proc.stderr
+    csv.write_bytes(text)
+    proc = cral("prepare", "--data", root, "--size", 8, "--no-progress", "--out", tmp_path / "c2")
+    assert proc.returncode == 0, proc.stderr
+    same_cache(tmp_path / "c1", tmp_path / "c2")
+
+
+def test_a_png_that_is_not_a_png_says_what_it_is_and_lenient_counts_it(tmp_path):
+    from PIL import Image
+
+    root = write_release(tmp_path / "r", n_images=12, size=16)
+    pngs = sorted(root.glob("images*/images/*.png"))
+    pngs[0].write_bytes(b"")
+    Image.new("L", (16, 16)).save(pngs[1], format="JPEG")
+    pngs[2].write_text("<!DOCTYPE html><html>quota exceeded</html>")
+    proc = cral("prepare", "--data", root, "--size", 8, "--no-progress", "--workers", 0)
+    one_line_error(proc, pngs[0].name, "empty (0 bytes)")
+    pngs[0].write_text("just text")
+    proc = cral("prepare", "--data", root, "--size", 8, "--no-progress", "--workers", 0)
+    one_line_error(proc, pngs[0].name, "text")
+    proc = cral("prepare", "--data", root, "--size", 8, "--no-progress", "--workers", 0, "--lenient")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 skipped" in proc.stdout
+    pngs[0].write_bytes(b"")
+    for png, what in ((pngs[0], "empty (0 bytes)"), (pngs[1], "a JPEG image"), (pngs[2], "an HTML page")):
+        from cral_lib.data.images import open_grey
+        from cral_lib.errors import DataError
+
+        with pytest.raises(DataError, match=re.escape(f"it is not a PNG, it is {what}")):
+            open_grey(png)
+
+
+def test_a_loss_that_is_not_finite_before_any_checkpoint_says_nothing_is_kept(work, tmp_path):
+    out = tmp_path / "run"
+    nan = ("import cral_lib.train.step as s\norig = s.TrainStep.__call__\n"
+           "s.TrainStep.__call__ = lambda self, x, y: orig(self, x, y) * float('nan')")
+    proc = cral("train", "--data", work / "release", "--out", out, *TINY, prelude=nan)
+    line = one_line_error(proc, "no checkpoint was written yet")
+    assert "last.pt" not in line
+    assert _no_run_files(out)
+    proc = cral("train", "--data", work / "release", "--out", out, *TINY, "--epochs", 1)  # the rerun is not refused
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_kill9_of_training_leaves_no_process_and_resume_alone_continues(work, tmp_path, started):
+    out = tmp_path / "run"
+    proc = started.start("train", "--data", work / "release", "--out", out, *TINY, "--checkpoint-every-steps", 1,
+                         "--epochs", 3)
+    deadline = time.monotonic() + LIMIT
+    while not (out / "checkpoints" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read()
+    time.sleep(0.5)
+    family = started.kill9(proc)
+    assert not wait_gone(family), f"processes left after kill -9 of cral train: {alive(family)}"
+    (out / "checkpoints" / ".last.pt.abcdef.tmp").write_bytes(b"half a checkpoint")
+    # --resume alone: the run's own config, no flag repeated, no other model built
+    proc = cral("train", "--out", out, "--resume", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming" in proc.stdout and "partial file" in proc.stdout
+    assert not list((out / "checkpoints").glob("*.tmp"))
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("present", ["config.yaml", "metrics.jsonl", "checkpoints/best.pt", "predictions_test.csv"])
+def test_a_folder_with_any_file_of_a_run_is_not_trained_over(work, tmp_path, present):
+    out = tmp_path / "run"
+    (out / present).parent.mkdir(parents=True, exist_ok=True)
+    (out / present).write_bytes((work / "run" / present).read_bytes())
+    proc = cral("train", "--data", work / "release", "--out", out, *TINY)
+    one_line_error(proc, "already holds a run", present)
+    assert (out / present).read_bytes() == (work / "run" / present).read_bytes()
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [present]
+
+
+def test_evaluate_on_other_data_writes_beside_the_runs_own_results(work, tmp_path):
+    run = work / "run"
+    own = {p.name: p.read_bytes() for p in run.glob("*_test.*")}
+    assert len(own) == 4
+    other = synthetic_release(tmp_path / "other", 120, 64)
+    proc = cral("evaluate", "--run", run, "--data", other, "--bootstrap", 10, "--no-progress", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in run.glob("*_test.*")} == own  # the run's own results untouched
+    written = sorted(p.name for p in run.glob("*_test_on_other-*"))
+    assert len(written) == 4 and all(name in proc.stdout for name in written)
+    for p in run.glob("*_test_on_other-*"):
+        p.unlink()
+
+
+def test_a_relative_data_folder_is_found_or_the_message_says_pass_data(work):
+    # the run was trained from `work` with --data release: from elsewhere that folder is not found
+    proc = cral("evaluate", "--run", work / "run", "--bootstrap", 0, "--no-progress", "--device", "cpu")
+    one_line_error(proc, "'release'", "--data")
+    proc = cral("evaluate", "--run", work / "run", "--bootstrap", 10, "--no-progress", "--device", "cpu",
+                "--data", work / "release")
+    assert proc.returncode == 0, proc.stderr
+    assert "predictions_test.csv" in proc.stdout  # the run's own data, under another path: the run's own names
+
+
+def test_compare_says_how_many_images_two_runs_share_and_refuses_below_the_share(work, tmp_path):
+    import pandas as pd
+
+    pred = pd.read_csv(work / "run" / "predictions_test.csv")
+    n = len(pred)
+    for name, keep in (("most", n - max(1, n // 20)), ("half", n // 2)):
+        (tmp_path / name).mkdir()
+        part = pred.copy()
+        part.loc[keep:, "Image Index"] = [f"9{i:07d}_000.png" for i in range(n - keep)]
+        part.to_csv(tmp_path / name / "predictions_test.csv", index=False)
+    proc = cral("compare", work / "run", tmp_path / "half", "--bootstrap", 20)
+    one_line_error(proc, f"share {n // 2} of their {n} and {n} test images", "90%")
+    proc = cral("compare", work / "run", tmp_path / "most", "--bootstrap", 20)
+    assert proc.returncode == 0, proc.stderr
+    assert f"share {n - max(1, n // 20)} of" in proc.stderr
+
+
+def test_train_names_cral_prepare_for_a_cache_it_cannot_use_and_that_command_works(work, tmp_path):
+    import shutil
+
+    release = tmp_path / "release"
+    shutil.copytree(work / "release", release)
+    _edit_an_image(release)
+    proc = cral("train", "--data", release, "--out", tmp_path / "run", *TINY)
+    line = one_line_error(proc, "cral prepare")
+    assert "--overwrite" in line
+    assert run_advice(line).returncode == 0
+    proc = cral("train", "--data", release, "--out", tmp_path / "run", *TINY, "--epochs", 1)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --------------------------------------------------------------------------- downloads: kills and crafted archives
+
+
+class Server:
+    """A local HTTP server with Range support, optionally slow (``rate`` bytes per second)."""
+
+    def __init__(self, files: dict[str, bytes], rate: float | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files, self.rate = files, rate
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = 0
+                rng = self.headers.get("Range")
+                if rng:
+                    start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                step = 16384
+                try:
+                    for i in range(start, len(data), step):
+                        self.wfile.write(data[i:i + step])
+                        if server.rate:
+                            time.sleep(step / server.rate)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _tar_gz(members) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes):
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _table_prelude(table: list[tuple], path: Path) -> str:
+    """Python that swaps the downloader's archive table for ``table`` (a fake NIH of a few archives)."""
+    path.write_text(json.dumps(table))
+    return ("import json\nimport cral_lib.fetch.run as r\nfrom cral_lib.fetch.nih import Archive\n"
+            f"r.NIH_ARCHIVES = tuple(Archive(*a) for a in json.load(open({str(path)!r})))\n"
+            "import atexit, resource, sys\n"
+            "atexit.register(lambda: print('peak-rss-kB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "file=sys.stderr))")
+
+
+@pytest.fixture(scope="module")
+def nih(tmp_path_factory):
+    """A synthetic release of 45 images (256 px) cut like NIH's into 3 archives, and its metadata files."""
+    root = synthetic_release(tmp_path_factory.mktemp("nih") / "release", 45, 256)
+    names = sorted(p.name for p in (root / "images_001" / "images").glob("*.png"))
+    table, blobs = [], {}
+    for k in range(3):
+        chunk = names[15 * k:15 * (k + 1)]
+        blob = _tar_gz([_file(f"images/{n}", (root / "images_001" / "images" / n).read_bytes()) for n in chunk])
+        table.append((k + 1, f"fake{k + 1:03d}", len(chunk), chunk[-1], len(blob)))
+        blobs[f"/fake{k + 1:03d}.gz"] = blob
+    return root, names, table, blobs
+
+
+def _download_folder(root: Path, out: Path) -> Path:
+    import shutil
+
+    out.mkdir()
+    for name in ("Data_Entry_2017_v2020.csv", "train_val_list.txt", "test_list.txt", "BBox_List_2017.csv"):
+        shutil.copy(root / name, out / name)
+    return out
+
+
+def _rss_kb(stderr: str) -> int:
+    m = re.search(r"peak-rss-kB (\d+)", stderr)
+    assert m, stderr
+    return int(m.group(1))
+
+
+def test_kill9_of_download_cache_only_leaves_no_process_and_the_rerun_gives_the_prepared_cache(nih, tmp_path, started):
+    root, names, table, blobs = nih
+    out = _download_folder(root, tmp_path / "nih")
+    prelude = _table_prelude(table, tmp_path / "table.json")
+    args = ("download", "--out", out, "--cache-only", "--size", 64, "--workers", 2, "--no-progress",
+            "--retries", 1, "--retry-wait", 0.01)
+    slow = Server(blobs, rate=sum(map(len, blobs.values())) / 6)  # about 6 s for the three archives
+    try:
+        killed = 0
+        for delay in (0.8, 2.0, 3.5):
+            proc = started.start(*args, "--base-url", slow.url, prelude=prelude)
+            time.sleep(delay)
+            if proc.poll() is not None:
+                break
+            family = started.kill9(proc)
+            killed += 1
+            assert not wait_gone(family), f"processes left after kill -9 of cral download: {alive(family)}"
+        assert killed >= 2
+    finally:
+        slow.close()
+    fast = Server(blobs)
+    try:
+        proc = cral(*args, "--base-url", fast.url, prelude=prelude)
+    finally:
+        fast.close()
+    assert proc.returncode == 0, proc.stderr
+    clean = tmp_path / "clean"
+    assert cral("prepare", "--data", root, "--size", 64, "--out", clean, "--workers", 0, "--no-progress").returncode == 0
+    cache = out / "cache" / "64"
+    for name in ("images.npy", "index.csv"):
+        assert (cache / name).read_bytes() == (clean / name).read_bytes(), name
+    assert json.loads((cache / "cache.json").read_text())["complete"] is True
+
+
+def _crafted_archive(name: str, declared: int, tmp_path: Path) -> bytes:
+    """A gzip tar whose first member ``images/NAME`` declares ``declared`` bytes of zeros (and holds them)."""
+    import tarfile
+    import zlib
+
+    info = tarfile.TarInfo(f"images/{name}")
+    info.size = declared
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    parts = [comp.compress(info.tobuf(format=tarfile.GNU_FORMAT))]
+    zeros = bytes(1 << 24)
+    left = declared + (-declared % 512) + 1024
+    while left:
+        n = min(left, len(zeros))
+        parts.append(comp.compress(zeros[:n]))
+        left -= n
+    parts.append(comp.flush())
+    return b"".join(parts)
+
+
+def test_a_crafted_archive_with_a_huge_member_is_refused_by_name_with_little_memory(nih, tmp_path):
+    root, names, table, blobs = nih
+    out = _download_folder(root, tmp_path / "nih")
+    blob = _crafted_archive(names[0], 1_500_000_000, tmp_path)
+    crafted = {**blobs, "/fake001.gz": blob}
+    table = [(1, "fake001", 15, names[14], len(blob))] + table[1:]
+    server = Server(crafted)
+    try:
+        proc = cral("download", "--out", out, "--cache-only", "--size", 64, "--archives", 1, "--no-progress",
+                    "--retries", 0, "--base-url", server.url, prelude=_table_prelude(table, tmp_path / "t.json"))
+    finally:
+        server.close()
+    assert _rss_kb(proc.stderr) < 1_000_000, f"peak memory {_rss_kb(proc.stderr)} kB"
+    stderr = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("peak-rss-kB"))
+    proc = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, stderr)
+    one_line_error(proc, f"images/{names[0]} declares 1,500,000,000 bytes", "more than any ChestX-ray14 PNG")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo", "chardev", "traversal", "absolute", "folder"])
+def test_a_crafted_archive_member_is_refused_naming_its_type(nih, tmp_path, kind):
+    import tarfile
+
+    root, names, table, blobs = nih
+    out = _download_folder(root, tmp_path / "nih")
+    png = (root / "images_001" / "images" / names[0]).read_bytes()
+    info = tarfile.TarInfo(f"images/{names[0]}")
+    expected = {"symlink": "a symbolic link to '/etc/passwd'", "hardlink": "a hard link to '/etc/passwd'",
+                "fifo": "a FIFO", "chardev": "a character device", "traversal": "outside the archive's folder",
+                "absolute": "outside the archive's folder", "folder": "a folder"}[kind]
+    data = None
+    if kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    elif kind == "hardlink":
+        info.type, info.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    elif kind == "fifo":
+        info.type = tarfile.FIFOTYPE
+    elif kind == "chardev":
+        info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+    elif kind == "traversal":
+        info, data = _file(f"images/../../{names[0]}", png)
+    elif kind == "absolute":
+        info, data = _file(f"/images/{names[0]}", png)
+    elif kind == "folder":
+        info = tarfile.TarInfo(f"images/{names[0]}/x")
+        info, data = _file(info.name, png)
+        expected = "a file"
+    blob = _tar_gz([(info, data)] + [_file(f"images/{n}", (root / "images_001" / "images" / n).read_bytes())
+                                     for n in names[1:15]])
+    table = [(1, "fake001", 15, names[14], len(blob))] + table[1:]
+    server = Server({**blobs, "/fake001.gz": blob})
+    try:
+        proc = cral("download", "--out", out, "--cache-only", "--size", 64, "--archives", 1, "--no-progress",
+                    "--retries", 0, "--base-url", server.url, prelude=_table_prelude(table, tmp_path / "t.json"))
+    finally:
+        server.close()
+    stderr = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("peak-rss-kB"))
+    line = one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, stderr), expected)
+    assert "not an image" in line
+    assert not list(Path("/etc").glob(f"{names[0]}*"))
