@@ -17,14 +17,15 @@ import sys
 import warnings
 
 from ..errors import ConfigError
+from ._common import MAX_BOOTSTRAP, path_arg
 
 HELP = "paired bootstrap comparison of two evaluated runs (which differences are real)"
 ORDER = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_a", help="run folder A (the reference)")
-    parser.add_argument("run_b", help="run folder B")
+    parser.add_argument("run_a", type=path_arg, help="run folder A (the reference)")
+    parser.add_argument("run_b", type=path_arg, help="run folder B")
     parser.add_argument("--split", default="test", help="the split both were evaluated on (default: test)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
@@ -36,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..train import compare_runs
 
-    if args.bootstrap < 1:
-        raise ConfigError(f"--bootstrap {args.bootstrap} must be >= 1")
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be 0 or more")
+    if not 1 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(f"--bootstrap {args.bootstrap} must be from 1 to {MAX_BOOTSTRAP:,} (1,000 is plenty)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = compare_runs(args.run_a, args.run_b, split=args.split, n_boot=args.bootstrap, seed=args.seed)

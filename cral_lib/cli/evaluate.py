@@ -17,20 +17,21 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ._common import MAX_BOOTSTRAP, path_arg
 
 HELP = "per-class AUC (with 95%% CIs), the paper's table and predictions of a trained run"
 ORDER = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", "--run-dir", dest="run", required=True,
+    parser.add_argument("--run", "--run-dir", dest="run", required=True, type=path_arg,
                         help="the run folder written by `cral train` (under torchrun, spell it --run-dir: "
                              "torchrun takes --run for one of its own options)")
     parser.add_argument("--split", default="test", choices=["test", "val", "train", "train_val"],
                         help="which split to predict (default: test)")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint file (default: best)")
-    parser.add_argument("--data", help="the release folder, if it is not where the run was trained")
-    parser.add_argument("--cache", help="the image cache folder, if not the default")
+    parser.add_argument("--data", type=path_arg, help="the release folder, if it is not where the run was trained")
+    parser.add_argument("--cache", type=path_arg, help="the image cache folder, if not the default")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     parser.add_argument("--batch-size", type=int, help="prediction batch size (default: the run's)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
@@ -45,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..train import evaluate_run
 
-    if args.bootstrap < 0:
-        raise ConfigError(f"--bootstrap {args.bootstrap} must be >= 0")
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be 0 or more")
+    if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(f"--bootstrap {args.bootstrap} must be from 0 to {MAX_BOOTSTRAP:,} (1,000 is plenty)")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be 1 or more (default: the run's eval batch size)")
     result = evaluate_run(

@@ -26,8 +26,9 @@ import re
 from pathlib import Path
 
 from ..choices import AMP_MODES, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..train.config import TrainConfig, run_name
+from ._common import path_arg
 
 HELP = "train a model (paper recipe by default); resumable with --resume"
 ORDER = 30
@@ -71,7 +72,7 @@ def _field_help(name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--config", metavar="FILE", help="read settings from a YAML/JSON file first (flags override it)")
+    parser.add_argument("--config", metavar="FILE", type=path_arg, help="read settings from a YAML/JSON file first (flags override it)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from checkpoints/last.pt, with the settings in its config.yaml "
                              "(flags given change them where a resume allows)")
@@ -103,6 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=int, metavar="N")
         else:
             kwargs.update(metavar=_METAVARS.get(f.name, "VALUE"))
+            if f.name in _FLAGS:
+                kwargs.update(type=path_arg)
         parser.add_argument(flag, **kwargs)
 
 
@@ -133,6 +136,11 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     # the trainer (and torch) load when the command runs, not when `cral --help` builds the parser
     config = config_from_args(args).validate()  # bad values are refused before torch loads
+    if not Path(config.data_dir).expanduser().is_dir():
+        raise DataError(
+            f"data folder not found: {config.data_dir} (--data): give a ChestX-ray14 release folder, or make one "
+            "with `cral synth --out DIR`"
+        )
     from ..train import train
 
     result = train(config, resume=args.resume, progress=not args.no_progress)

@@ -26,6 +26,10 @@ from ..errors import ConfigError
 
 #: A learning rate above this only diverges (the paper's is 0.01); a typo like 1e30 is refused.
 MAX_LR = 10.0
+#: The largest cached image side (as cral_lib.data.cache.layout.MAX_SIZE; the config reads no data module).
+MAX_CACHE_SIZE = 4096
+#: Fields that may be None (null in a file).
+_OPTIONAL = frozenset({"max_train_images", "weights", "cache_dir", "channels_last", "out_dir"})
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -167,12 +171,14 @@ class TrainConfig:
         for name in ("num_classes", "epochs", "batch_size", "image_size", "cache_size", "eval_batch_size",
                      "log_every", "prefetch"):
             positive(name, getattr(self, name))
-        for name in ("lr", "momentum", "weight_decay", "checkpoint_every_steps", "seed"):
-            positive(name, getattr(self, name), allow_zero=True)
         for name in ("lr", "attention_lr_scale", "momentum", "weight_decay", "lr_gamma", "val_fraction"):
             value = getattr(self, name)
             if not math.isfinite(value):
                 raise ConfigError(f"{name}={value!r} (--{name.replace('_', '-')}) must be a finite number")
+        for name in ("lr", "momentum", "weight_decay", "checkpoint_every_steps", "seed"):
+            positive(name, getattr(self, name), allow_zero=True)
+        if self.cache_size > MAX_CACHE_SIZE:
+            raise ConfigError(f"cache_size={self.cache_size} (--cache-size) must be at most {MAX_CACHE_SIZE} (paper: 256)")
         if not all(math.isfinite(v) for v in self.crop_scale):
             raise ConfigError(f"crop_scale={self.crop_scale!r} must be two finite numbers 0 < low <= high <= 1")
         if self.lr <= 0:
@@ -241,6 +247,25 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        defaults = cls()
+        for key, value in data.items():
+            default = getattr(defaults, key)
+            if isinstance(default, bool):
+                ok = isinstance(value, bool) or (key == "channels_last" and value is None)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif isinstance(default, dict):
+                ok = isinstance(value, dict)
+            elif isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            else:
+                ok = value is None or isinstance(value, (str, int))
+            if not ok and not (value is None and key in _OPTIONAL):
+                raise ConfigError(f"config key {key}={value!r} has the wrong type: {type(default).__name__} "
+                                  f"expected, like the default {default!r}")
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
@@ -258,8 +283,15 @@ class TrainConfig:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} is a folder, not a YAML or JSON file")
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            reason = str(exc).replace("\n", " ")[:200]
+            raise ConfigError(f"config file {path} cannot be read as {'JSON' if path.suffix == '.json' else 'YAML'} "
+                              f"({reason}): fix it, or start from a run's config.yaml") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} does not hold a mapping of config keys")
         return data

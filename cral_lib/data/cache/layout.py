@@ -27,6 +27,8 @@ import numpy as np
 #: Bumped when the file layout changes; a cache of another version is rebuilt.
 CACHE_VERSION = 1
 DEFAULT_SIZE = 256
+#: The largest side a cache may have: NIH's PNGs are 1024 px, `cral synth` draws up to 4096.
+MAX_SIZE = 4096
 IMAGES_FILE = "images.npy"
 INDEX_FILE = "index.csv"
 META_FILE = "cache.json"
@@ -186,6 +188,7 @@ __all__ = [
     "IMAGES_FILE",
     "INDEX_FILE",
     "LOCK_FILE",
+    "MAX_SIZE",
     "META_FILE",
     "SKIPPED",
     "STATE_FILE",

@@ -16,7 +16,7 @@ import pandas as pd
 from ..._io import FolderLock, LockHeld, atomic_write_bytes, pid_alive
 from ...errors import DataError
 from ..images import resize_grey
-from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, META_FILE, SKIPPED,
+from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, MAX_SIZE, META_FILE, SKIPPED,
                      STATE_FILE, TODO, describe, names_fingerprint, read_meta)
 
 
@@ -103,8 +103,8 @@ class CacheWriter:
         self._fix = fix
         self._source: str | None = None
         self.size = int(size)
-        if self.size < 1:
-            raise DataError(f"cache size {size!r} must be a positive number of pixels (256 is the paper's)")
+        if not 1 <= self.size <= MAX_SIZE:
+            raise DataError(f"cache size {size!r} must be from 1 to {MAX_SIZE} pixels (256 is the paper's)")
         self.names = np.asarray(list(names), dtype=object)
         if len(self.names) == 0:
             raise DataError(f"cannot make a cache of zero images in {self.path}: the release lists none")
