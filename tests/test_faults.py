@@ -411,6 +411,8 @@ def test_train_on_a_gpu_this_machine_lacks_is_one_line():
     (("--batch-size", 0), "--batch-size 0"),
     (("--device", "banana"), "banana"),
     (("--bootstrap", -1), "--bootstrap -1"),
+    (("--bootstrap", 10**9), "--bootstrap 1000000000"),
+    (("--seed", -1), "--seed -1"),
     (("--split", "holdout"), "holdout"),
     (("--checkpoint", "missing.pt"), "missing.pt"),
 ])
@@ -435,6 +437,63 @@ def test_a_bad_evaluate_value_is_one_line(work, args, named):
 def test_a_bad_value_of_another_command_is_one_line(tmp_path, args, named):
     proc = cral(*[str(a).format(tmp=tmp_path) for a in args])
     one_line_error(proc, named)
+
+
+_SWEEP = r"""
+import contextlib, io, json, sys
+from cral_lib.cli import build_parser, main
+tmp, cases = sys.argv[1], []
+base = {
+    "train": ["--data", f"{tmp}/no/such/release"],
+    "prepare": ["--data", f"{tmp}/release", "--out", f"{tmp}/cache", "--no-progress"],
+    "synth": ["--out", f"{tmp}/synth", "--images", "3", "--quiet"],
+    "download": ["--out", f"{tmp}/download", "--metadata-only", "--no-space-check"],
+    "evaluate": ["--run", f"{tmp}/no/such/run"],
+    "compare": [f"{tmp}/no/such/a", f"{tmp}/no/such/b"],
+    "info": [],
+}
+sub = next(a for a in build_parser()._actions if a.dest == "command")
+for name, parser in sub.choices.items():
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0 or action.dest == "help":
+            continue
+        if action.choices:
+            values = ["zzz"]
+        elif action.type is int:
+            values = ["-1", "0", "x", "99999999999"]
+        elif action.type is float:
+            values = ["nan", "inf", "-1", "0", "x"]
+        else:
+            values = ["", f"{tmp}/no/such/file"]
+        for value in values:
+            n = action.nargs if isinstance(action.nargs, int) else 1
+            argv = [name, *base[name], action.option_strings[0], *[value] * n]
+            err = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    status = main(argv)
+            except SystemExit as exc:
+                status = exc.code
+            cases.append((argv, status, err.getvalue()))
+print(json.dumps(cases))
+"""
+
+
+def test_every_option_of_every_command_takes_a_bad_value_as_one_line_or_not_at_all(tmp_path):
+    """Each option, with values of the wrong kind or out of range: status 0 or 2, at most one line, never a traceback."""
+    write_release(tmp_path / "release", n_images=12, size=16)
+    proc = subprocess.run([sys.executable, "-c", _SWEEP, str(tmp_path)], capture_output=True, text=True,
+                          timeout=LIMIT, env=env(), cwd=tmp_path, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = json.loads(proc.stdout.splitlines()[-1])
+    assert len(cases) > 150
+    bad = []
+    for argv, status, err in cases:
+        lines = [line for line in err.strip().splitlines() if not line.startswith(("warning:", "note:"))]
+        if status not in (0, 2) or len(lines) > 1 or "Traceback" in err or "internal error" in err:
+            bad.append(f"cral {' '.join(argv)} -> {status}: {err.strip()[-300:]}")
+    assert not bad, "\n".join(bad)
+    assert not [p for p in tmp_path.iterdir() if p.is_file()]  # nothing written where the command ran
 
 
 def test_synth_at_the_smallest_size_works(tmp_path):
