@@ -198,7 +198,10 @@ class FolderLock:
         _LOCK_FDS.add(fd)
 
     def __del__(self) -> None:  # an abandoned lock is freed, as a closed file would free it
-        self.release()
+        try:
+            self.release()
+        except Exception:  # pragma: no cover - at interpreter shutdown
+            pass
 
     @staticmethod
     def _read_pid(fd: int) -> int:

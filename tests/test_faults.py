@@ -643,6 +643,15 @@ def test_train_names_cral_prepare_for_a_cache_it_cannot_use_and_that_command_wor
     line = one_line_error(proc, "cral prepare")
     assert "--overwrite" in line
     assert run_advice(line).returncode == 0
+    # the cache folder holds the cache of another release
+    other = write_release(tmp_path / "other", n_images=12, size=16)
+    proc = cral("prepare", "--data", other, "--size", 56, "--out", release / "cache" / "56", "--overwrite",
+                "--no-progress", "--workers", 0)
+    assert proc.returncode == 0, proc.stderr
+    proc = cral("train", "--data", release, "--out", tmp_path / "run", *TINY)
+    line = one_line_error(proc, "holds another cache", "cral prepare")
+    assert "--overwrite" in line
+    assert run_advice(line).returncode == 0
     proc = cral("train", "--data", release, "--out", tmp_path / "run", *TINY, "--epochs", 1)
     assert proc.returncode == 0, proc.stderr
 

@@ -32,15 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be 0 or more")
+    if not 1 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(f"--bootstrap {args.bootstrap} must be from 1 to {MAX_BOOTSTRAP:,} (1,000 is plenty)")
     # pandas and the trainer load when the command runs, not when `cral --help` builds the parser
     import pandas as pd
 
     from ..train import compare_runs
 
-    if args.seed < 0:
-        raise ConfigError(f"--seed {args.seed} must be 0 or more")
-    if not 1 <= args.bootstrap <= MAX_BOOTSTRAP:
-        raise ConfigError(f"--bootstrap {args.bootstrap} must be from 1 to {MAX_BOOTSTRAP:,} (1,000 is plenty)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = compare_runs(args.run_a, args.run_b, split=args.split, n_boot=args.bootstrap, seed=args.seed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ..train.config import check_device_name
 from ._common import MAX_BOOTSTRAP, path_arg
 
 HELP = "per-class AUC (with 95%% CIs), the paper's table and predictions of a trained run"
@@ -41,17 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # pandas and the trainer load when the command runs, not when `cral --help` builds the parser
-    import pandas as pd
-
-    from ..train import evaluate_run
-
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed} must be 0 or more")
     if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
         raise ConfigError(f"--bootstrap {args.bootstrap} must be from 0 to {MAX_BOOTSTRAP:,} (1,000 is plenty)")
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be 1 or more (default: the run's eval batch size)")
+    check_device_name(args.device)
+    # pandas and the trainer load when the command runs, not when `cral --help` builds the parser
+    import pandas as pd
+
+    from ..train import evaluate_run
+
     result = evaluate_run(
         args.run, args.split, which=args.checkpoint, data_dir=args.data, cache_dir=args.cache, device=args.device,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress,
