@@ -741,9 +741,11 @@ def _table_prelude(table: list[tuple], path: Path) -> str:
     path.write_text(json.dumps(table))
     return ("import json\nimport cral_lib.fetch.run as r\nfrom cral_lib.fetch.nih import Archive\n"
             f"r.NIH_ARCHIVES = tuple(Archive(*a) for a in json.load(open({str(path)!r})))\n"
-            "import atexit, resource, sys\n"
-            "atexit.register(lambda: print('peak-rss-kB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "file=sys.stderr))")
+            # the peak memory of this program: VmHWM of its own address space (ru_maxrss would count the
+            # parent's pages, which it inherits across fork and exec)
+            "import atexit, re, sys\n"
+            "atexit.register(lambda: print('peak-rss-kB', re.search(r'VmHWM:\\s+(\\d+)', "
+            "open('/proc/self/status').read()).group(1), file=sys.stderr))")
 
 
 @pytest.fixture(scope="module")
