@@ -29,9 +29,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     Returns:
         The :class:`torch.device`.
+
+    Raises:
+        ConfigError: not a device name, or a device this machine does not have (a GPU asked
+            for where torch finds none).
     """
     if str(device) != "auto":
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise ConfigError(
+                f"--device {device!r} is not a device: use auto, cpu, cuda, cuda:N (a GPU's number) or mps"
+            ) from None
+        if dev.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
+                raise ConfigError(
+                    f"--device {device} asks for a GPU, but torch finds none on this machine (torch "
+                    f"{torch.__version__}, built with {built}): use --device cpu, or auto"
+                )
+            if dev.index is not None and dev.index >= count:
+                raise ConfigError(f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+        elif dev.type == "mps":
+            if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+                raise ConfigError(f"--device {device}: Apple's MPS is not available here; use --device cpu, or auto")
+        elif dev.type not in ("cpu", "meta"):
+            raise ConfigError(f"--device {device}: cral_lib runs on auto, cpu, cuda, cuda:N or mps")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -9,7 +9,9 @@ Each sub-command lives in a module of this package that defines:
 
 Sub-commands are found by listing this package, so adding a module adds a command.
 A :class:`cral_lib.errors.CralError` (or a missing file) raised by a command becomes
-a one-line message on standard error and exit status 2, never a traceback.
+a one-line message on standard error and exit status 2, never a traceback. Any other error
+(a bug) is one line too, with where it happened, and exit status 1; ``CRAL_TRACEBACK=1``
+shows its traceback.
 
 Building the parser imports every command module, so a command imports the library's heavy
 parts (torch, pandas, the trainer) inside ``run``, where a comment says so: ``cral --help``
@@ -20,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
+from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
@@ -29,6 +34,8 @@ from .._version import __version__
 from ..errors import CralError
 
 PROG = "cral"
+#: Set to 1 to see the traceback of an unexpected error instead of its one-line summary.
+TRACEBACK_ENV = "CRAL_TRACEBACK"
 
 
 def _command_modules() -> list[tuple[str, ModuleType]]:
@@ -43,9 +50,16 @@ def _command_modules() -> list[tuple[str, ModuleType]]:
     return found
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the value, what is wrong, where the help is)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every sub-command attached."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
             "CRAL: category-wise residual attention learning for multi-label chest X-ray "
@@ -54,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'cral COMMAND --help' for the options of one command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module in _command_modules():
         doc = (module.__doc__ or "").strip()
         p = sub.add_parser(
@@ -93,6 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"{PROG} {args.command}: error: out of memory (try a smaller --batch-size or fewer --workers)",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # a failure no check foresaw: still one line, and how to see where it happened
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(f"{PROG} {args.command}: internal error: {type(exc).__name__}: {str(exc)[:300]} (at "
+              f"{Path(where.filename).name}:{where.lineno}; set {TRACEBACK_ENV}=1 for the traceback, and please "
+              "report it)", file=sys.stderr)
+        return 1
 
 
 __all__ = ["build_parser", "main"]

@@ -42,6 +42,7 @@ import argparse
 import sys
 
 from ..fetch.nih import BASE_URL_ENV, NIH_BASE_URL, SOURCES
+from ._common import path_arg
 
 HELP = "fetch ChestX-ray14 (42 GB) and stream it into the image cache: resumable, checked, ~13 GB peak disk"
 ORDER = 15
@@ -49,7 +50,7 @@ ORDER = 15
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cral download``."""
-    parser.add_argument("--out", required=True, metavar="DIR",
+    parser.add_argument("--out", required=True, metavar="DIR", type=path_arg,
                         help="the release folder: metadata, state file, and (without --cache-only) the PNGs")
     parser.add_argument("--cache-only", action="store_true",
                         help="write images only into the cache (no PNG on disk; each archive deleted when in)")
@@ -57,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which of the 12 archives, e.g. 1-12 (default), 1-2 or 1,3,5")
     parser.add_argument("--size", type=int, default=256, metavar="S",
                         help="side of the cached images (default: 256)")
-    parser.add_argument("--cache", default=None, metavar="CACHE_DIR",
+    parser.add_argument("--cache", default=None, metavar="CACHE_DIR", type=path_arg,
                         help="cache folder (default: DIR/cache/SIZE, where cral prepare and cral train look)")
     parser.add_argument("--source", choices=SOURCES, default=SOURCES[0],
                         help="nih: NIH's 12 archives (default); kaggle: the Kaggle copy via the kaggle command line")

@@ -2,6 +2,8 @@
 paper's Table 1 beside the run's row, and predictions per image.
 
 Writes into the run folder: predictions_SPLIT.csv, auc_SPLIT.csv, auc_SPLIT.json, table1_SPLIT.csv.
+With --data of another dataset than the run's own, the names say which data
+(predictions_SPLIT_on_FOLDER-HASH.csv, ...): the run's own results are never replaced.
 
 examples:
   cral evaluate --run runs/r50_att1
@@ -15,20 +17,22 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
+from ..train.config import check_device_name
+from ._common import MAX_BOOTSTRAP, path_arg
 
 HELP = "per-class AUC (with 95%% CIs), the paper's table and predictions of a trained run"
 ORDER = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", "--run-dir", dest="run", required=True,
+    parser.add_argument("--run", "--run-dir", dest="run", required=True, type=path_arg,
                         help="the run folder written by `cral train` (under torchrun, spell it --run-dir: "
                              "torchrun takes --run for one of its own options)")
     parser.add_argument("--split", default="test", choices=["test", "val", "train", "train_val"],
                         help="which split to predict (default: test)")
     parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint file (default: best)")
-    parser.add_argument("--data", help="the release folder, if it is not where the run was trained")
-    parser.add_argument("--cache", help="the image cache folder, if not the default")
+    parser.add_argument("--data", type=path_arg, help="the release folder, if it is not where the run was trained")
+    parser.add_argument("--cache", type=path_arg, help="the image cache folder, if not the default")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     parser.add_argument("--batch-size", type=int, help="prediction batch size (default: the run's)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
@@ -38,13 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed} must be 0 or more")
+    if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(f"--bootstrap {args.bootstrap} must be from 0 to {MAX_BOOTSTRAP:,} (1,000 is plenty)")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} must be 1 or more (default: the run's eval batch size)")
+    check_device_name(args.device)
     # pandas and the trainer load when the command runs, not when `cral --help` builds the parser
     import pandas as pd
 
     from ..train import evaluate_run
 
-    if args.bootstrap < 0:
-        raise ConfigError(f"--bootstrap {args.bootstrap} must be >= 0")
     result = evaluate_run(
         args.run, args.split, which=args.checkpoint, data_dir=args.data, cache_dir=args.cache, device=args.device,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress,
@@ -53,6 +62,5 @@ def run(args: argparse.Namespace) -> int:
         print(result.auc)
         print()
         print(result.table1)
-    print(f"\nwritten to {result.run_dir}: predictions_{args.split}.csv, auc_{args.split}.csv, "
-          f"auc_{args.split}.json, table1_{args.split}.csv")
+    print(f"\nwritten to {result.run_dir}: {', '.join(result.files)}")
     return 0

@@ -26,7 +26,9 @@ import warnings
 from pathlib import Path
 
 from .._io import human
+from ..data.cache.layout import MAX_SIZE
 from ..errors import ConfigError
+from ._common import path_arg
 
 HELP = "build the fast uint8 image cache of a release folder (resumable; ~7.3 GB for NIH at 256 px)"
 ORDER = 20
@@ -34,10 +36,10 @@ ORDER = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cral prepare``."""
-    parser.add_argument("--data", required=True, metavar="DIR", help="the release folder (NIH layout, real or synthetic)")
+    parser.add_argument("--data", required=True, metavar="DIR", type=path_arg, help="the release folder (NIH layout, real or synthetic)")
     parser.add_argument("--size", type=int, default=256, metavar="S", help="side of the cached images (default: 256)")
     parser.add_argument(
-        "--out", default=None, metavar="CACHE", help="cache folder (default: DIR/cache/SIZE)"
+        "--out", default=None, metavar="CACHE", type=path_arg, help="cache folder (default: DIR/cache/SIZE)"
     )
     parser.add_argument(
         "--workers", type=int, default=None, metavar="N",
@@ -57,9 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # the cache (numpy, the release reader) loads when the command runs, not when `cral --help` builds the parser
     from ..data.cache import ImageCache, build_cache
+    from ..data.cache.layout import prepare_command
 
-    if args.size < 1:
-        raise ConfigError(f"--size {args.size} must be a positive number of pixels (256 is the paper's)")
+    if not 1 <= args.size <= MAX_SIZE:
+        raise ConfigError(f"--size {args.size} must be from 1 to {MAX_SIZE} pixels (256 is the paper's)")
     if args.workers is not None and args.workers < 0:
         raise ConfigError(f"--workers {args.workers} must be 0 or more")
     start = time.perf_counter()
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         )
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    cache = ImageCache(path)
+    cache = ImageCache(path, fix=prepare_command(args.data, args.size, path))
     skipped = int((~cache.valid).sum())
     note = f", {skipped} skipped (lenient mode)" if skipped else ""
     print(

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import path_arg
+
 HELP = "write a synthetic ChestX-ray14 (exact release layout, real labels, phantom images)"
 ORDER = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cral synth``."""
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write (empty or new)")
+    parser.add_argument("--out", required=True, metavar="DIR", type=path_arg, help="folder to write (empty or new)")
     parser.add_argument("--images", type=int, default=1000, metavar="N",
                         help="number of images, 1 to 112120 (default: 1000)")
     parser.add_argument("--size", type=int, default=1024, metavar="S",

@@ -26,8 +26,9 @@ import re
 from pathlib import Path
 
 from ..choices import AMP_MODES, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..train.config import TrainConfig, run_name
+from ._common import path_arg
 
 HELP = "train a model (paper recipe by default); resumable with --resume"
 ORDER = 30
@@ -71,8 +72,10 @@ def _field_help(name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument("--config", metavar="FILE", help="read settings from a YAML/JSON file first (flags override it)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoints/last.pt")
+    parser.add_argument("--config", metavar="FILE", type=path_arg, help="read settings from a YAML/JSON file first (flags override it)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from checkpoints/last.pt, with the settings in its config.yaml "
+                             "(flags given change them where a resume allows)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (one line per epoch)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in _SKIP:
@@ -101,6 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=int, metavar="N")
         else:
             kwargs.update(metavar=_METAVARS.get(f.name, "VALUE"))
+            if f.name in _FLAGS:
+                kwargs.update(type=path_arg)
         parser.add_argument(flag, **kwargs)
 
 
@@ -108,6 +113,14 @@ def config_from_args(args: argparse.Namespace):
     """The TrainConfig the flags (and --config file) describe; without --out, runs/NAME (:func:`run_name`)."""
     from_file = TrainConfig.read_mapping(args.config) if args.config else {}
     base = {**TrainConfig().to_dict(), **from_file}
+    if args.resume:
+        # the run's own config first: --resume alone continues it as it was started
+        out = args.out_dir or from_file.get("out_dir")
+        if not out:
+            raise ConfigError("--resume needs --out RUN, the run folder to continue")
+        saved = Path(out) / "config.yaml"
+        if saved.is_file():
+            base = {**TrainConfig().to_dict(), **TrainConfig.read_mapping(saved), **from_file, "out_dir": str(out)}
     for key in list(base):
         value = getattr(args, key, None)
         if value is not None:
@@ -122,9 +135,14 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     # the trainer (and torch) load when the command runs, not when `cral --help` builds the parser
+    config = config_from_args(args).validate()  # bad values are refused before torch loads
+    if not Path(config.data_dir).expanduser().is_dir():
+        raise DataError(
+            f"data folder not found: {config.data_dir} (--data): give a ChestX-ray14 release folder, or make one "
+            "with `cral synth --out DIR`"
+        )
     from ..train import train
 
-    config = config_from_args(args)
     result = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"run folder: {result.run_dir}")
     if result.best_epoch:

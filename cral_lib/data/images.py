@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -57,6 +57,53 @@ def _to_grey(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x1f\x8b", "gzip data"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"DICM", "a DICOM file"),
+)
+
+
+def describe_content(head: bytes) -> str:
+    """What the first bytes of a file say it is: ``"empty (0 bytes)"``, ``"a JPEG image"``, ``"text"``, ..."""
+    if not head:
+        return "empty (0 bytes)"
+    if head.startswith(_PNG_MAGIC):
+        return "a PNG"
+    if head[128:132] == b"DICM":
+        return "a DICOM file"
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    sample = head[:256]
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in sample):
+        kind = "an HTML page" if sample.lstrip().lower().startswith((b"<!doctype html", b"<html")) else "text"
+        return f"{kind} ({sample[:40].decode('ascii', 'replace').strip()!r}...)"
+    return f"not an image format cral_lib knows (first bytes {head[:8].hex(' ')})"
+
+
+def _check_png_content(path: Path | BinaryIO, label: Any) -> None:
+    """Raise :class:`DataError` naming what a ``.png`` file holds when it is not a PNG."""
+    if isinstance(path, Path):
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    else:
+        try:
+            pos = path.tell()
+            head = path.read(256)
+            path.seek(pos)
+        except (OSError, AttributeError, ValueError):
+            return  # a stream that cannot go back: PIL's own check stays
+    if not head.startswith(_PNG_MAGIC):
+        raise DataError(f"cannot decode image {label}: it is not a PNG, it is {describe_content(head)}; {_CORRUPT_HINT}")
+
+
 def open_grey(path: str | os.PathLike | BinaryIO, name: str | None = None) -> Image.Image:
     """Decode a PNG (or any image PIL reads) into a mode-``L`` PIL image.
 
@@ -75,11 +122,15 @@ def open_grey(path: str | os.PathLike | BinaryIO, name: str | None = None) -> Im
         path = Path(path)
     label = name or (path if isinstance(path, Path) else getattr(path, "name", "image"))
     try:
+        if str(label).lower().endswith(".png"):
+            _check_png_content(path, label)
         with Image.open(path) as image:
             image.load()
             grey = _to_grey(image)
             # Closing the file invalidates the image itself: return a copy of it.
             return grey.copy() if grey is image else grey
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(
             f"image not found: {label}. The CSV lists it but the file is not there: extract "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from .. import CLASSES, NO_FINDING
 from ..errors import DataError
-from .files import BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES
+from .files import BOX_LABEL_ALIASES, CSV_COLUMNS, CSV_NAMES, DATA_ENTRY_HEADER
 
 _REQUIRED_COLUMNS = 7
 
@@ -80,38 +81,76 @@ def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
     return _read_data_entry_cached(*_file_key(path)).copy()
 
 
-@functools.lru_cache(maxsize=4)
-def _read_data_entry_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    # Keyed on (path, mtime, size): reading train, val and test parses the file once.
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
-        header = f.readline().strip()
-    fields = [h.strip() for h in header.split(",")]
-    if fields[:2] != ["Image Index", "Finding Labels"]:
+def _header_columns(header: str, path: Any) -> list[str]:
+    """The column names of the metadata CSV's header (the bracketed pairs split in two, as :data:`CSV_COLUMNS`).
+
+    Raises:
+        DataError: a required column is missing (named), or a name appears twice.
+    """
+    tokens = [t.strip() for t in header.split(",")]
+    columns: list[str] = []
+    i = 0
+    while i < len(tokens):
+        pair = re.match(r"^(\w+)\[(\w+)$", tokens[i])
+        end = re.match(r"^(\w+)\]$", tokens[i + 1]) if i + 1 < len(tokens) else None
+        if pair and end:
+            stem = pair.group(1)
+            columns += [stem + pair.group(2)[:1].upper() + pair.group(2)[1:], stem + end.group(1)[:1].upper() + end.group(1)[1:]]
+            i += 2
+        else:
+            columns.append(tokens[i] or f"(unnamed {i + 1})")
+            i += 1
+    if "Image Index" not in columns or "Finding Labels" not in columns:
         raise DataError(
             f"{path} does not look like Data_Entry_2017.csv: its header starts with "
             f"{header[:60]!r}, expected 'Image Index,Finding Labels,...'. Use the metadata CSV of "
             "the NIH release"
         )
+    missing = [c for c in CSV_COLUMNS[:_REQUIRED_COLUMNS] if c not in columns]
+    if missing:
+        raise DataError(
+            f"{path} has no column {', '.join(repr(c) for c in missing)} (its header: {header[:160]!r}; "
+            f"expected {DATA_ENTRY_HEADER!r}): restore the file from the NIH release"
+        )
+    twice = sorted({c for c in columns if columns.count(c) > 1 and c in CSV_COLUMNS})
+    if twice:
+        raise DataError(f"{path} names the column {twice[0]!r} twice in its header: restore the file from the NIH release")
+    return columns
+
+
+@functools.lru_cache(maxsize=4)
+def _read_data_entry_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    # Keyed on (path, mtime, size): reading train, val and test parses the file once.
+    opener = gzip.open if str(path).endswith(".gz") else open
     try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+            header = f.readline().strip()
+        columns = _header_columns(header, path)
         raw = pd.read_csv(
             path, header=None, skiprows=1, dtype=str, keep_default_na=False, na_filter=False,
             encoding="utf-8-sig", skipinitialspace=True,
         )
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} cannot be "
+            "decoded): it is damaged or was saved in another encoding; restore the file from the NIH release"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} has a header but no rows: restore the file from the NIH release") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except pd.errors.ParserError as exc:
         raise DataError(f"cannot parse {path}: {exc}. Restore the file from the NIH release") from None
     # Drop trailing columns that are empty in every row (the "trailing comma" copies).
-    while raw.shape[1] > _REQUIRED_COLUMNS and (raw.iloc[:, -1] == "").all():
+    while raw.shape[1] > len(columns) and (raw.iloc[:, -1] == "").all():
         raw = raw.iloc[:, :-1]
-    if raw.shape[1] < _REQUIRED_COLUMNS:
+    if raw.shape[1] < len(columns):
         raise DataError(
-            f"{path} has {raw.shape[1]} columns, expected at least {_REQUIRED_COLUMNS} "
-            f"({', '.join(CSV_COLUMNS[:_REQUIRED_COLUMNS])}): restore the file from the NIH release"
+            f"{path} has {raw.shape[1]} fields per row, but its header names {len(columns)} columns: "
+            "restore the file from the NIH release"
         )
-    raw = raw.iloc[:, : len(CSV_COLUMNS)]
-    raw.columns = list(CSV_COLUMNS[: raw.shape[1]])
+    # columns by header name, not position: a reordered file reads the same
+    raw = raw.iloc[:, : len(columns)]
+    raw.columns = columns
+    raw = raw[[c for c in CSV_COLUMNS if c in columns]]
     frame = raw.reset_index(drop=True)
 
     names = frame["Image Index"].str.strip()

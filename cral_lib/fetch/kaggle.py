@@ -16,9 +16,9 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, die_with_parent
 from ..errors import DataError
-from .archive import ZIP_MEMBER_RE
+from .archive import ZIP_MEMBER_RE, check_member_size, read_member
 from .disk import MARGIN, SLACK, DiskPlan, allocated, check_disk_space
 from .nih import (BBOX_LIST, DATA_ENTRY, DATA_ENTRY_2017, KAGGLE_DATASET, KAGGLE_PAGE, KAGGLE_ZIP, TEST_LIST,
                   TRAIN_VAL_LIST, Archive, MetadataReport, ensure_metadata, has_csv)
@@ -191,9 +191,11 @@ def _zip_images(run: "Run", archive_zip: zipfile.ZipFile, archive: Archive, expe
                        f"(e.g. {missing[0]} is missing)")
     for name in expected:
         info = infos[name]
+        check_member_size(info.file_size, f"{KAGGLE_ZIP}:{info.filename}")
         if sink.wants(archive, name, info.file_size):
             try:
-                data = archive_zip.read(info)  # checks the member's CRC-32
+                with archive_zip.open(info) as member:  # checks the member's CRC-32 at its end
+                    data = read_member(member, info.file_size, f"{KAGGLE_ZIP}:{info.filename}")
             except (zipfile.BadZipFile, zlib.error, OSError) as exc:
                 raise Corrupt(f"{info.filename} is damaged ({exc})") from None
             sink.put(archive, name, data, f"{KAGGLE_ZIP}:{info.filename}")
@@ -234,7 +236,8 @@ def check_kaggle_token() -> None:
 
 def run_kaggle(exe: str, args: list[str]) -> None:
     try:
-        proc = subprocess.run([exe, *args], check=False)
+        # the kaggle command ends with this process (a kill -9 of cral download leaves it not running)
+        proc = subprocess.run([exe, *args], check=False, preexec_fn=die_with_parent)
     except OSError as exc:
         raise DataError(f"cannot run {exe} ({exc}): {_KAGGLE_INSTALL}") from None
     if proc.returncode != 0:

@@ -9,6 +9,7 @@ keeping the state file (:mod:`~cral_lib.fetch.state`) and checking the disk
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .._io import default_workers, human
 from ..data.cache import (CacheWriter, ImageCache, default_cache_dir, names_fingerprint, release_fingerprint,
                           release_names)
 from ..errors import ConfigError, DataError
+from ..data.cache.layout import MAX_SIZE
 from .archive import read_tar
 from .disk import MARGIN, SLACK, UNKNOWN_SIZE_ALLOWANCE, DiskPlan, allocated, check_disk_space
 from .http_range import Fetcher, NetworkFailure, RemoteChanged
@@ -150,14 +152,14 @@ def download(
     """
     if source not in SOURCES:
         raise ConfigError(f"--source {source!r} is not one of {', '.join(SOURCES)}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"--size {size!r} must be a positive number of pixels (256 is the paper's)")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+        raise ConfigError(f"--size {size!r} must be from 1 to {MAX_SIZE} pixels (256 is the paper's)")
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"--retries {retries!r} must be 0 or more")
-    if not retry_wait >= 0:
-        raise ConfigError(f"--retry-wait {retry_wait!r} must be 0 or more seconds")
-    if not timeout > 0:
-        raise ConfigError(f"--timeout {timeout!r} must be more than 0 seconds")
+    if not 0 <= retry_wait < math.inf:
+        raise ConfigError(f"--retry-wait {retry_wait!r} must be 0 or more seconds (a finite number)")
+    if not 0 < timeout < math.inf:
+        raise ConfigError(f"--timeout {timeout!r} must be more than 0 seconds (a finite number)")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ConfigError(f"--workers {workers!r} must be 0 or more")
     table = NIH_ARCHIVES

@@ -128,10 +128,16 @@ def place(channel: np.ndarray, box: tuple[float, float, float, float], size: int
     if j1 <= j0 or i1 <= i0:
         return out
     res = channel.shape[0]
-    padded = np.pad(channel, PAD)
-    # the window's edges in template pixels (continuous coordinates), shifted by the pad
-    u0, u1 = ((j / size - x0) / w * res + PAD for j in (j0, j1))
-    v0, v1 = ((i / size - y0) / h * res + PAD for i in (i0, i1))
+    # the window's edges in template pixels (continuous coordinates), before the pad
+    us = [(j / size - x0) / w * res for j in (j0, j1)]
+    vs = [(i / size - y0) / h * res for i in (i0, i1)]
+    # On small images one pixel of rounding spans more template pixels than PAD: pad more there
+    # (only there, so that larger images stay exactly as they were).
+    beyond = max(-min(us + vs), max(us + vs) - res, 0.0)
+    pad = PAD if beyond <= PAD else int(np.ceil(beyond)) + 1
+    padded = np.pad(channel, pad)
+    u0, u1 = (u + pad for u in us)
+    v0, v1 = (v + pad for v in vs)
     img = Image.fromarray(padded).resize((j1 - j0, i1 - i0), Image.BILINEAR, box=(u0, v0, u1, v1))
     out[i0:i1, j0:j1] = np.asarray(img, dtype=np.float32)
     return out

@@ -70,7 +70,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no folder lock (two processes must not share a folder)
     fcntl = None
 
-from .._io import atomic_write_text, default_workers, worker_context
+from .._io import atomic_write_text, default_workers, keep_from_workers, worker_context, worker_init
 from .._version import __version__
 from ..data.files import BBOX_CSV, CSV_NAMES, DATA_ENTRY, IMAGE_FOLDER_RE, TEST_LIST, TRAIN_VAL_LIST
 from ..errors import DataError
@@ -169,8 +169,10 @@ def _folder_lock(root: Path, progress: bool) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # pragma: no cover - a file system without locks (some NFS)
             pass
+        keep_from_workers(fd)  # the image workers close their copy: the lock is this process's alone
         yield
     finally:
+        keep_from_workers(fd, keep=False)
         os.close(fd)  # closing the descriptor releases the lock
 
 
@@ -335,7 +337,8 @@ def _generate(root: Path, n: int, size: int, seed: int, workers: int | None, pro
             results = map(image_workers.render_chunk, (tasks(c) for c in todo))
         else:
             # the pool is started before the progress bar's thread exists
-            pool = worker_context().Pool(count, image_workers.init_worker, init)
+            # workers die with this process (worker_init): a kill -9 leaves none behind
+            pool = worker_context().Pool(count, worker_init, (image_workers.init_worker, *init))
             results = pool.imap(image_workers.render_chunk, (tasks(c) for c in todo))
     bar = tqdm(total=n, initial=n - sum(b - a for a, b in todo), desc="cral synth", unit="img",
                disable=not progress, dynamic_ncols=True)

@@ -11,15 +11,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .. import CLASSES
 from .._io import atomic_write_text
 from ..choices import AMP_MODES, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
 from ..errors import ConfigError
+
+#: A learning rate above this only diverges (the paper's is 0.01); a typo like 1e30 is refused.
+MAX_LR = 10.0
+#: The largest cached image side (as cral_lib.data.cache.layout.MAX_SIZE; the config reads no data module).
+MAX_CACHE_SIZE = 4096
+#: Fields that may be None (null in a file).
+_OPTIONAL = frozenset({"max_train_images", "weights", "cache_dir", "channels_last", "out_dir"})
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(device: Any) -> None:
+    """Raise :class:`ConfigError` unless ``device`` is ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+
+    Whether this machine has that device is :func:`cral_lib.device.resolve_device`'s check.
+    """
+    if not isinstance(device, str) or not _DEVICE_RE.match(device):
+        raise ConfigError(f"--device {device!r} is not a device: use auto, cpu, cuda, cuda:N (a GPU's number) or mps")
 
 #: Fields that may change when a run is resumed (where it runs, how it logs); every other
 #: field must equal the checkpoint's, or the resume is refused.
@@ -155,10 +175,43 @@ class TrainConfig:
         for name in ("num_classes", "epochs", "batch_size", "image_size", "cache_size", "eval_batch_size",
                      "log_every", "prefetch"):
             positive(name, getattr(self, name))
+        for name in ("lr", "attention_lr_scale", "momentum", "weight_decay", "lr_gamma", "val_fraction"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r} (--{name.replace('_', '-')}) must be a finite number")
         for name in ("lr", "momentum", "weight_decay", "checkpoint_every_steps", "seed"):
             positive(name, getattr(self, name), allow_zero=True)
+        if self.cache_size > MAX_CACHE_SIZE:
+            raise ConfigError(f"cache_size={self.cache_size} (--cache-size) must be at most {MAX_CACHE_SIZE} (paper: 256)")
+        if not all(math.isfinite(v) for v in self.crop_scale):
+            raise ConfigError(f"crop_scale={self.crop_scale!r} must be two finite numbers 0 < low <= high <= 1")
         if self.lr <= 0:
             raise ConfigError(f"lr={self.lr!r} must be > 0")
+        if self.lr > MAX_LR:
+            raise ConfigError(
+                f"lr={self.lr!r} (--lr) is above {MAX_LR:g}, where SGD and Adam only diverge: the paper uses 0.01"
+            )
+        if self.weight_decay > 1:
+            raise ConfigError(f"weight_decay={self.weight_decay!r} (--weight-decay) must be at most 1 (paper: 1e-4)")
+        if self.momentum >= 1:
+            raise ConfigError(f"momentum={self.momentum!r} (--momentum) must be below 1 (paper: 0.9)")
+        bad = [m for m in self.lr_milestones if m < 1]
+        if bad:
+            raise ConfigError(
+                f"lr_milestones={list(self.lr_milestones)!r} (--lr-milestones): {bad[0]} is not an epoch; "
+                "give epochs >= 1 after which the learning rate drops (paper: 20)"
+            )
+        if self.num_classes != len(CLASSES):
+            raise ConfigError(
+                f"num_classes={self.num_classes!r} (--num-classes): ChestX-ray14 has {len(CLASSES)} findings and "
+                f"every label row has {len(CLASSES)} columns; use {len(CLASSES)}"
+            )
+        check_device_name(self.device)
+        if self.weights not in (None, "imagenet") and not Path(str(self.weights)).expanduser().is_file():
+            raise ConfigError(
+                f"weights={self.weights!r} (--weights): no such file; use imagenet (the paper), none (random "
+                "initialization) or the path of an existing file (a torchvision state_dict or a cral checkpoint)"
+            )
         if not self.attention_lr_scale > 0:
             raise ConfigError(f"attention_lr_scale={self.attention_lr_scale!r} must be > 0 (paper: 1)")
         if not 0 < self.lr_gamma <= 1:
@@ -198,6 +251,25 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        defaults = cls()
+        for key, value in data.items():
+            default = getattr(defaults, key)
+            if isinstance(default, bool):
+                ok = isinstance(value, bool) or (key == "channels_last" and value is None)
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            elif isinstance(default, dict):
+                ok = isinstance(value, dict)
+            elif isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            else:
+                ok = value is None or isinstance(value, (str, int))
+            if not ok and not (value is None and key in _OPTIONAL):
+                raise ConfigError(f"config key {key}={value!r} has the wrong type: {type(default).__name__} "
+                                  f"expected, like the default {default!r}")
         return cls(**data)
 
     def save(self, path: str | Path) -> Path:
@@ -215,8 +287,15 @@ class TrainConfig:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} is a folder, not a YAML or JSON file")
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+            reason = str(exc).replace("\n", " ")[:200]
+            raise ConfigError(f"config file {path} cannot be read as {'JSON' if path.suffix == '.json' else 'YAML'} "
+                              f"({reason}): fix it, or start from a run's config.yaml") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} does not hold a mapping of config keys")
         return data

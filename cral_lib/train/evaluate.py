@@ -12,8 +12,11 @@ the run folder (``<split>`` is ``test`` unless asked otherwise):
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import re
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,9 @@ class EvalResult:
         roc: class -> DataFrame of (fpr, tpr, threshold).
         table1: the run's row beside the paper's Table 1.
         labels: (n, C) array of labels; probs: (n, C) array of probabilities.
+        files: the names of the files written into the run folder: ``predictions_<split>.csv``,
+            ... , or ``predictions_<split>_on_<data>.csv``, ... when ``data_dir`` is another dataset
+            than the run's own (the run's own results are never replaced by another dataset's).
     """
 
     run_dir: Path
@@ -55,6 +61,7 @@ class EvalResult:
     table1: Any
     labels: np.ndarray
     probs: np.ndarray
+    files: list = field(default_factory=list)
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
@@ -143,18 +150,22 @@ def evaluate_run(
     """
     if split not in ("test", "val", "train", "train_val"):
         raise ConfigError(f"split={split!r} is not one of test, val, train, train_val")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size} must be 1 or more (default: the run's eval batch size)")
+    if n_boot < 0:
+        raise ConfigError(f"--bootstrap {n_boot} must be >= 0")
     run_dir = Path(run_dir)
     info, dev = setup(device)
     try:
         model, config, state = load_run_model(run_dir, which, dev)
-        changes = {"device": device}
-        if data_dir:
-            changes["data_dir"] = str(data_dir)
+        trained_on = resolve_data_dir(run_dir, config.data_dir, given=data_dir)
+        changes = {"device": device, "data_dir": str(Path(data_dir) if data_dir else trained_on)}
         if cache_dir:
             changes["cache_dir"] = str(cache_dir)
         config = config.replace(**changes)
         loader, transform, data = split_loader(config, split, dev, batch_size, progress=progress and info.is_main,
                                                rank=info.rank, world_size=info.world_size)
+        tag = _data_tag(config, loader.cache, state, trained_on) if data_dir else ""
         amp_dtype = eval_precision(config.amp, dev)
         pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
                                 desc=f"predict {split}")
@@ -176,11 +187,13 @@ def evaluate_run(
         roc = roc_curves(labels, probs, classes=classes)
         name = f"{config.backbone}+{config.attention} {config.variant} (this run)"
         table1 = results_table({name: table}, include_paper=True)
+        files = [f"{kind}_{split}{tag}.{ext}" for kind, ext in OUTPUTS]
         if write and info.is_main:
-            ckpt.atomic_write_text(run_dir / f"predictions_{split}.csv", pred.to_csv(index=False))
-            ckpt.atomic_write_text(run_dir / f"auc_{split}.csv", table.to_csv())
+            ckpt.atomic_write_text(run_dir / files[0], pred.to_csv(index=False))
+            ckpt.atomic_write_text(run_dir / files[1], table.to_csv())
             summary = {
                 "split": split,
+                "data_dir": config.data_dir,
                 "checkpoint": str(checkpoint_path(run_dir, which)),
                 "epoch": int(state.get("epoch", 0)),
                 "n_images": int(len(labels)),
@@ -188,11 +201,58 @@ def evaluate_run(
                 "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
                 "table": json.loads(table.to_json(orient="index")),
             }
-            ckpt.atomic_write_text(run_dir / f"auc_{split}.json", json.dumps(summary, indent=2) + "\n")
-            ckpt.atomic_write_text(run_dir / f"table1_{split}.csv", table1.to_csv())
-        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs)
+            ckpt.atomic_write_text(run_dir / files[2], json.dumps(summary, indent=2) + "\n")
+            ckpt.atomic_write_text(run_dir / files[3], table1.to_csv())
+        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs, files)
     finally:
         cleanup(info)
+
+
+#: The files of an evaluation (``<kind>_<split><tag>.<ext>``), in the order they are written.
+OUTPUTS = (("predictions", "csv"), ("auc", "csv"), ("auc", "json"), ("table1", "csv"))
+
+
+def resolve_data_dir(run_dir: Path, stored: str, *, given: str | None = None) -> Path:
+    """The release folder a run was trained on: ``stored`` as it is, or a relative one from the run folder.
+
+    Raises:
+        ConfigError: it is found neither way (and no ``given`` folder replaces it): pass ``--data``.
+    """
+    path = Path(stored)
+    if path.is_dir() or given:
+        return path
+    if not path.is_absolute() and (run_dir / path).is_dir():
+        return run_dir / path
+    where = (f"neither from here ({Path.cwd()}) nor from the run folder {run_dir}" if not path.is_absolute()
+             else "it is not there any more")
+    raise ConfigError(
+        f"the run {run_dir} was trained on {stored!r}, found {where}: pass --data DIR, the release folder "
+        "to evaluate on"
+    )
+
+
+def _data_tag(config: TrainConfig, cache, state: dict[str, Any], trained_on: Path) -> str:
+    """``""`` when --data is the run's own release (moved or not), else ``_on_<folder>-<hash>``.
+
+    The run's own release is told by its training and validation splits (the checkpoint's data
+    fingerprint), so a moved copy keeps the run's file names and another dataset never takes them.
+    """
+    given = Path(config.data_dir)
+    if given.resolve() == trained_on.resolve():
+        return ""
+    try:
+        parts = {s: load_split(config, s, cache) for s in ("train", "val")}
+        same = ckpt.data_fingerprint({
+            "train": (parts["train"].names, parts["train"].labels),
+            "val": (parts["val"].names, parts["val"].labels),
+            "cache_size": config.cache_size,
+        }) == state.get("data_fingerprint")
+    except (ConfigError, ValueError, KeyError):
+        same = False
+    if same:
+        return ""
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", given.resolve().name).strip("-") or "data"
+    return f"_on_{slug}-{hashlib.sha1(str(given.resolve()).encode()).hexdigest()[:6]}"
 
 
 def _finite(x: Any) -> float | None:
@@ -211,14 +271,28 @@ def load_predictions(run_dir: str | Path, split: str = "test"):
     return list(df["Image Index"]), df[label_cols].to_numpy(np.float32), df[prob_cols].to_numpy(np.float64)
 
 
+#: The least share of test images two runs must have in common for :func:`compare_runs` (of the larger set).
+MIN_SHARE = 0.9
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_boot: int = 1000, seed: int = 0):
     """Paired bootstrap comparison of two evaluated runs on the same images (b minus a)."""
     names_a, y_a, p_a = load_predictions(run_a, split)
     names_b, y_b, p_b = load_predictions(run_b, split)
     if names_a != names_b:
         common = sorted(set(names_a) & set(names_b))
-        if not common:
-            raise ConfigError(f"{run_a} and {run_b} share no {split} images: they cannot be compared")
+        share = len(common) / max(len(names_a), len(names_b))
+        if share < MIN_SHARE:
+            raise ConfigError(
+                f"{run_a} and {run_b} share {len(common)} of their {len(names_a)} and {len(names_b)} {split} images "
+                f"({share:.0%}, below the {MIN_SHARE:.0%} a paired comparison needs): they were evaluated on "
+                f"different data; evaluate both on the same release (`cral evaluate --run RUN --data DIR`)"
+            )
+        warnings.warn(
+            f"{run_a} and {run_b} share {len(common)} of their {len(names_a)} and {len(names_b)} {split} images "
+            f"({share:.0%}); the comparison uses those {len(common)}",
+            stacklevel=2,
+        )
         ia = {n: i for i, n in enumerate(names_a)}
         ib = {n: i for i, n in enumerate(names_b)}
         sel_a = [ia[n] for n in common]

@@ -33,6 +33,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .._io import remove_stale_temporaries
 from .._version import __version__
 from ..data import BatchLoader, TestTransform, TrainTransform
 from ..device import amp_settings, autocast, native_bf16  # noqa: F401 - autocast, native_bf16: see __all__
@@ -156,13 +157,15 @@ class _Run:
         self.out = Path(config.out_dir)
         self.last_path = self.out / "checkpoints" / "last.pt"
         self.best_path = self.out / "checkpoints" / "best.pt"
+        self.config_path = self.out / "config.yaml"
         self.channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
         self.train_tf = TrainTransform(size=config.image_size, scale=config.crop_scale,
                                        channels_last=self.channels_last)
         self.test_tf = TestTransform.for_crop(config.image_size)
 
         torch.manual_seed(config.seed)
-        model = models.build_model(**config.model_kwargs, weights=config.weights).to(device)
+        # a resumed run loads its own weights: no pretrained ones are fetched for it
+        model = models.build_model(**config.model_kwargs, weights=config.weights if fresh else None).to(device)
         if config.prior_bias and fresh:
             prevalence = data.train.labels.mean(axis=0).clip(1e-4, 1 - 1e-4)
             with torch.no_grad():
@@ -252,6 +255,8 @@ class _Run:
             "best_score": self.best_score,
             "history": self.history,
         }
+        if not self.config_path.exists():
+            self.config.save(self.config_path)  # a fresh run's folder holds a run from its first checkpoint on
         ckpt.save_checkpoint(state, path)
 
     def write_log(self) -> None:
@@ -288,10 +293,12 @@ class _Run:
             checkpoint_now = config.checkpoint_every_steps and self.step % config.checkpoint_every_steps == 0
             if since_log == config.log_every or checkpoint_now or b == n_batches - 1:
                 if bool(any_process(info, bad)):  # every process stops together, none waits forever
+                    kept = (f"{self.last_path} is the last good checkpoint (continue from it with --resume)"
+                            if self.last_path.exists() else
+                            f"no checkpoint was written yet, so nothing is kept in {self.out}")
                     raise TrainingError(
                         f"the loss became {float(loss):.4g} at epoch {epoch + 1}, batch {b + 1} (step {self.step}); "
-                        f"training stopped and {self.last_path} is the last good checkpoint. Try a smaller --lr, "
-                        "--amp off, or check the data"
+                        f"training stopped and {kept}. Try a smaller --lr, --amp off, or check the data"
                     )
                 self.epoch_loss_sum += float(loss_acc)
                 self.epoch_seen += since_log * x.shape[0]
@@ -351,12 +358,25 @@ class _Run:
         return improved
 
 
+#: The files that make a folder hold a run (any one of them): it is never written over without --resume.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints/last.pt", "checkpoints/best.pt", "predictions_*.csv",
+             "auc_*.csv", "auc_*.json", "table1_*.csv")
+
+
+def run_files(out: Path) -> list[Path]:
+    """The files of a run found in ``out`` (see :data:`RUN_FILES`)."""
+    return sorted(p for pattern in RUN_FILES for p in out.glob(pattern) if p.is_file())
+
+
 def _check_start(config: TrainConfig, info: DistInfo, last_path: Path, resume: bool) -> None:
     out = last_path.parent.parent
-    if info.is_main and last_path.exists() and not resume:
+    found = run_files(out) if info.is_main and not resume else []
+    if found:
+        names = ", ".join(str(p.relative_to(out)) for p in found[:3]) + (", ..." if len(found) > 3 else "")
+        how = ("pass --resume (resume=True) to continue it" if last_path.exists() else
+               "it has no checkpoints/last.pt to continue from")
         raise CheckpointError(
-            f"{out} already holds a run ({last_path}); pass --resume (resume=True) to continue it, "
-            "or choose another --out folder"
+            f"{out} already holds a run ({names}); {how}, or choose another --out folder (nothing was written)"
         )
     if resume and not last_path.exists():
         raise CheckpointError(f"nothing to resume: {last_path} does not exist (start without --resume)")
@@ -364,6 +384,16 @@ def _check_start(config: TrainConfig, info: DistInfo, last_path: Path, resume: b
         raise ConfigError(
             f"batch_size={config.batch_size} does not split evenly over {info.world_size} processes"
         )
+
+
+def _remove_partial_writes(out: Path, say: Callable[..., None]) -> None:
+    """Delete what an interrupted atomic write left: ``.NAME.*.tmp`` files and write tests."""
+    removed = []
+    for folder in (out, out / "checkpoints"):
+        removed += remove_stale_temporaries(folder) + remove_stale_temporaries(folder, ".write-test.*")
+    if removed:
+        say(f"removed {len(removed)} partial file(s) of an interrupted write in {out}: "
+            + ", ".join(p.name for p in removed[:3]))
 
 
 def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = True, verbose: bool = True) -> RunResult:
@@ -399,12 +429,14 @@ def train(config: TrainConfig, *, resume: bool | str = False, progress: bool = T
     say = print if (verbose and info.is_main) else (lambda *a, **k: None)
     try:
         _check_start(config, info, last_path, resume)
+        if info.is_main:
+            _remove_partial_writes(out, say)
         data = _open_data(config, info, device, show)
         run = _Run(config, info, device, data, fresh=not resume, show=show, say=say)
         if resume:
             run.resume()
-        if info.is_main:
-            config.save(out / "config.yaml")
+            if info.is_main:
+                config.save(out / "config.yaml")
         run.wrap()
         _epochs(run)
         history_df = pd.DataFrame(run.history)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..data import ChestXray14, ImageCache, build_cache
+from ..data.cache.layout import prepare_command
 from ..errors import ConfigError
 from .config import TrainConfig
 
@@ -25,7 +26,7 @@ class SplitData:
 def open_cache(config: TrainConfig, progress: bool = True) -> ImageCache:
     """Open (building it first if needed) the image cache a config asks for."""
     path = build_cache(config.data_dir, out=config.cache_dir, size=config.cache_size, progress=progress)
-    return ImageCache(path)
+    return ImageCache(path, fix=prepare_command(config.data_dir, config.cache_size, path))
 
 
 def load_split(config: TrainConfig, split: str, cache: ImageCache) -> SplitData:

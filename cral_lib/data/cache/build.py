@@ -12,11 +12,13 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..._io import default_workers, worker_context
+from ..._io import default_workers, worker_context, worker_init
 from ...errors import DataError
 from ..images import open_grey, resize_grey
 from ..nih import ChestXray14
-from .layout import CACHE_VERSION, DEFAULT_SIZE, INDEX_FILE, default_cache_dir, names_fingerprint, read_meta
+from ..release import scan_images
+from .layout import (CACHE_VERSION, DEFAULT_SIZE, INDEX_FILE, META_FILE, damage, default_cache_dir, names_fingerprint,
+                     prepare_command, read_meta, source_fingerprint)
 from .reader import release_names
 from .writer import CacheWriter
 
@@ -73,6 +75,7 @@ def build_cache(
     root = Path(root)
     path = Path(out) if out is not None else default_cache_dir(root, size)
     names = release_names(root)
+    fix = prepare_command(root, size, path)
     meta = read_meta(path)
     if (
         meta
@@ -82,22 +85,24 @@ def build_cache(
         and meta.get("count") == len(names)
         and meta.get("fingerprint") == names_fingerprint(names)
     ):
-        skipped = meta.get("skipped") or {}
-        if skipped and not lenient:
-            first = next(iter(skipped))
-            warnings.warn(
-                f"the cache in {path} was built in lenient mode and leaves out {len(skipped)} images "
-                f"(e.g. {first}: {skipped[first]}); to include them, fix the files and rebuild with "
-                "`cral prepare --overwrite`",
-                stacklevel=2,
-            )
-        return path  # complete and matching: nothing to do
+        reuse = _check_complete(root, path, meta, names, overwrite=overwrite, fix=fix)
+        if reuse:
+            skipped = meta.get("skipped") or {}
+            if skipped and not lenient:
+                first = next(iter(skipped))
+                warnings.warn(
+                    f"the cache in {path} was built in lenient mode and leaves out {len(skipped)} images "
+                    f"(e.g. {first}: {skipped[first]}); to include them, fix the files and rebuild with "
+                    f"`{fix}`",
+                    stacklevel=2,
+                )
+            return path  # complete and matching: nothing to do
 
     with warnings.catch_warnings():
         # The reader's lenient warning is repeated below with the decode failures, as one count.
         warnings.simplefilter("ignore")
         dataset = ChestXray14(root, "all", lenient=lenient)
-    with CacheWriter(path, names, size, overwrite=overwrite, flush_seconds=flush_seconds) as writer:
+    with CacheWriter(path, names, size, overwrite=overwrite, flush_seconds=flush_seconds, fix=fix) as writer:
         for name, reason in zip(dataset.skipped["Image Index"], dataset.skipped["reason"]):
             writer.skip(name, reason)
         done = writer.done_mask()
@@ -118,8 +123,35 @@ def build_cache(
                 f"{first}: {writer.skipped[first]}; their rows are marked invalid in {path / INDEX_FILE}",
                 stacklevel=2,
             )
-        writer.finalize()
+        writer.finalize(source=source_fingerprint(dataset.frame["path"]))
     return path
+
+
+def _check_complete(root: Path, path: Path, meta: dict, names, *, overwrite: bool, fix: str) -> bool:
+    """Whether a complete cache of these names can be reused; False: build it again (its cache.json is gone).
+
+    A damaged cache (truncated or empty files) is built again, with a warning; one whose source
+    images changed since (sizes or modification times, see :func:`source_fingerprint`) is
+    refused unless ``overwrite``.
+    """
+    problem = damage(path, meta)
+    if problem is None and meta.get("source"):
+        paths, _ = scan_images(root)
+        now = source_fingerprint(paths.get(name) for name in names)
+        if now is not None and now != meta["source"]:
+            if not overwrite:
+                raise DataError(
+                    f"the images of {root} changed since the cache in {path} was built from them (their sizes "
+                    f"or modification times differ: a rebuilt, re-downloaded or edited release): rebuild it with "
+                    f"`{fix}`"
+                )
+            problem = "its source images changed"
+    if problem is None:
+        return True
+    if not overwrite:
+        warnings.warn(f"the cache in {path} is damaged ({problem}); building it again", stacklevel=3)
+    (path / META_FILE).unlink(missing_ok=True)  # the writer starts afresh
+    return False
 
 
 def _run_tasks(
@@ -168,7 +200,8 @@ def _pool_results(tasks: list[tuple[int, str, int]], workers: int, chunk: int = 
     """Run :func:`_load_resized` over ``tasks`` in ``workers`` processes; yield results as they come."""
     # fork on Linux, spawn elsewhere (see worker_context); the workers use only numpy and PIL.
     # A broken pool raises instead of hanging.
-    executor = ProcessPoolExecutor(workers, mp_context=worker_context())
+    # Workers die with this process (worker_init), so a kill -9 leaves none behind holding the lock.
+    executor = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=worker_init)
     futures = [executor.submit(_load_chunk, tasks[i : i + chunk]) for i in range(0, len(tasks), chunk)]
 
     def results():

@@ -12,8 +12,8 @@ import pandas as pd
 
 from ...errors import DataError
 from ..release import find_csv, read_data_entry
-from .layout import (CACHE_VERSION, DEFAULT_SIZE, IMAGES_FILE, INDEX_FILE, META_FILE, default_cache_dir, folder_bytes,
-                     names_fingerprint, read_meta)
+from .layout import (CACHE_VERSION, DEFAULT_SIZE, IMAGES_FILE, INDEX_FILE, META_FILE, damage, default_cache_dir,
+                     folder_bytes, names_fingerprint, prepare_command, read_meta)
 
 
 def release_names(root: str | os.PathLike) -> np.ndarray:
@@ -57,46 +57,49 @@ class ImageCache:
             the message says to run ``cral prepare``.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, fix: str | None = None) -> None:
         self.path = Path(path)
+        fix = fix or "cral prepare --data RELEASE_DIR --overwrite"
         meta = read_meta(self.path)
         if meta is None:
             raise DataError(
-                f"no image cache in {self.path} (no {META_FILE}): build it with `cral prepare --data "
-                "RELEASE_DIR` (add --out DIR if it should live elsewhere)"
+                f"no image cache in {self.path} (no {META_FILE}): build it with `{fix.replace(' --overwrite', '')}`"
             )
+        if not meta:
+            raise DataError(f"the cache in {self.path} is damaged ({META_FILE} is unreadable): rebuild it with `{fix}`")
         if meta.get("version") != CACHE_VERSION:
             raise DataError(
                 f"the cache in {self.path} is of format version {meta.get('version')!r}, this cral_lib reads "
-                f"{CACHE_VERSION}: rebuild it with `cral prepare --data RELEASE_DIR --overwrite`"
+                f"{CACHE_VERSION}: rebuild it with `{fix}`"
             )
         if meta.get("complete") is not True:
             raise DataError(
                 f"the cache in {self.path} is incomplete ({meta.get('done', '?')} of {meta.get('count', '?')} "
-                "images done; a build was interrupted): run `cral prepare --data RELEASE_DIR` again, it resumes"
+                f"images done; a build was interrupted): run `{fix.replace(' --overwrite', '')}` again, it resumes"
             )
         self.meta = meta
+        problem = damage(self.path, meta)
+        if problem:
+            raise DataError(f"the cache in {self.path} is damaged ({problem}): rebuild it with `{fix}`")
         self.size = int(meta["size"])
         count = int(meta["count"])
         try:
             self.images = np.load(self.path / IMAGES_FILE, mmap_mode="r")
             index = pd.read_csv(self.path / INDEX_FILE, dtype={"Image Index": str})
         except (OSError, ValueError) as exc:
-            raise DataError(
-                f"the cache in {self.path} is damaged ({exc}): rebuild it with `cral prepare --data "
-                "RELEASE_DIR --overwrite`"
-            ) from None
+            raise DataError(f"the cache in {self.path} is damaged ({exc}): rebuild it with `{fix}`") from None
         if self.images.shape != (count, self.size, self.size) or self.images.dtype != np.uint8 or len(index) != count:
             raise DataError(
                 f"the cache in {self.path} is damaged: {IMAGES_FILE} has shape {self.images.shape}, "
                 f"{INDEX_FILE} {len(index)} rows, {META_FILE} says {count} x {self.size} x {self.size}; "
-                "rebuild it with `cral prepare --data RELEASE_DIR --overwrite`"
+                f"rebuild it with `{fix}`"
             )
         self.names = index["Image Index"].to_numpy(dtype=object)
         self.original_sizes = index[["width", "height"]].to_numpy(dtype=np.int64)
         self.valid = index["valid"].to_numpy(dtype=bool)
         self.fingerprint = str(meta["fingerprint"])
         self._index = pd.Index(self.names)
+        self._fix = fix
 
     @classmethod
     def open(
@@ -116,7 +119,7 @@ class ImageCache:
             DataError: missing, incomplete, or made from another release or size.
         """
         path = Path(out) if out is not None else default_cache_dir(root, size)
-        cache = cls(path)
+        cache = cls(path, fix=prepare_command(root, size, path))
         if cache.size != int(size):
             raise DataError(
                 f"the cache in {path} holds {cache.size} px images, {size} px were asked for: run "
@@ -132,7 +135,7 @@ class ImageCache:
             DataError: the image count or the index differs; says to rerun ``cral prepare``.
         """
         names = release_names(root)
-        fix = f"rebuild it with `cral prepare --data {root} --size {self.size} --out {self.path} --overwrite`"
+        fix = f"rebuild it with `{prepare_command(root, self.size, self.path)}`"
         if len(names) != len(self.names):
             raise DataError(
                 f"the cache in {self.path} holds {len(self.names)} images but {root} lists {len(names)}: "
@@ -173,7 +176,7 @@ class ImageCache:
             bad = names[rows < 0]
             raise DataError(
                 f"{len(bad)} images are not in the cache in {self.path} (e.g. {bad[0]!r}): the cache was "
-                "built from another release; rebuild it with `cral prepare --overwrite`"
+                f"built from another release; rebuild it with `{self._fix}`"
             )
         return rows.astype(np.int64)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -14,15 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks, the writer goes on unlocked
-    fcntl = None
-
-from ..._io import atomic_write_bytes
+from ..._io import FolderLock, LockHeld, atomic_write_bytes, pid_alive
 from ...errors import DataError
 from ..images import resize_grey
-from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, META_FILE, SKIPPED,
+from .layout import (CACHE_VERSION, DEFAULT_SIZE, DONE, IMAGES_FILE, INDEX_FILE, LOCK_FILE, MAX_SIZE, META_FILE, SKIPPED,
                      STATE_FILE, TODO, describe, names_fingerprint, read_meta)
 
 
@@ -36,29 +30,26 @@ def state_from_index(path: Path, count: int) -> np.ndarray:
 
 
 class _Lock:
-    """An exclusive advisory lock on a cache folder (POSIX only; a no-op elsewhere)."""
+    """The exclusive lock of a cache folder, held by the writing process alone (see :class:`FolderLock`)."""
 
     def __init__(self, path: Path) -> None:
-        self._file = None
-        if fcntl is None:  # pragma: no cover - Windows
-            return
-        self._file = open(path / LOCK_FILE, "a+")
         try:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            self._file.close()
-            self._file = None
-            if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                return  # a file system without locks (some network mounts): go on unlocked
+            self._lock = FolderLock(path / LOCK_FILE)
+        except LockHeld as held:
+            who = f" (process {held.pid})" if held.pid and pid_alive(held.pid) else ""
             raise DataError(
-                f"another process is writing the cache in {path} (it holds {path / LOCK_FILE}): wait for "
-                "it to finish, or stop it; an interrupted build resumes where it stopped"
+                f"another process{who} is writing the cache in {path} (it holds {path / LOCK_FILE}): wait for it to finish, "
+                "or stop it; an interrupted build resumes where it stopped"
             ) from None
+        if self._lock.stale_pid:
+            warnings.warn(
+                f"the cache in {path} was being written by process {self._lock.stale_pid}, which no longer runs "
+                "(killed or crashed); took over its lock and resuming where it stopped",
+                stacklevel=3,
+            )
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file releases the lock
-            self._file = None
+        self._lock.release()
 
 
 class CacheWriter:
@@ -89,6 +80,9 @@ class CacheWriter:
         overwrite: replace a cache of other names, size or version found in ``path``
             (otherwise that is a :class:`~cral_lib.errors.DataError`).
         flush_seconds: :meth:`write` flushes when this long has passed since the last flush.
+        fix: the command a message names to replace another cache found in ``path`` (the
+            ``cral prepare ... --overwrite`` that :func:`build_cache` passes); None: the flags
+            of ``cral download``.
 
     Raises:
         DataError: ``path`` holds another cache (and not ``overwrite``) or another process
@@ -103,11 +97,14 @@ class CacheWriter:
         *,
         overwrite: bool = False,
         flush_seconds: float = 2.0,
+        fix: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self._fix = fix
+        self._source: str | None = None
         self.size = int(size)
-        if self.size < 1:
-            raise DataError(f"cache size {size!r} must be a positive number of pixels (256 is the paper's)")
+        if not 1 <= self.size <= MAX_SIZE:
+            raise DataError(f"cache size {size!r} must be from 1 to {MAX_SIZE} pixels (256 is the paper's)")
         self.names = np.asarray(list(names), dtype=object)
         if len(self.names) == 0:
             raise DataError(f"cannot make a cache of zero images in {self.path}: the release lists none")
@@ -145,10 +142,11 @@ class CacheWriter:
         if not same:
             if overwrite:
                 return False
+            how = (f"replace it with `{self._fix}`" if self._fix
+                   else "choose another --out, delete that folder, or pass --overwrite (overwrite=True) to replace it")
             raise DataError(
                 f"{self.path} holds another cache ({describe(meta)}; wanted {len(self.names)} images at "
-                f"{self.size} px of this release): choose another --out, delete that folder, or pass "
-                "--overwrite (overwrite=True) to replace it"
+                f"{self.size} px of this release): {how}"
             )
         try:
             images = np.load(self.path / IMAGES_FILE, mmap_mode="r+")
@@ -264,7 +262,7 @@ class CacheWriter:
         self._last_flush = time.monotonic()
         self._dirty = False
 
-    def finalize(self, fingerprint: str | None = None) -> Path:
+    def finalize(self, fingerprint: str | None = None, source: str | None = None) -> Path:
         """Mark the cache complete, once every row is written or skipped.
 
         Writes ``index.csv`` and then, last and atomically, ``cache.json`` with
@@ -273,6 +271,9 @@ class CacheWriter:
         Args:
             fingerprint: the source's fingerprint (:func:`release_fingerprint`), checked against
                 the names this writer was made with; None skips the check.
+            source: the fingerprint of the source image files
+                (:func:`~cral_lib.data.cache.layout.source_fingerprint`), kept in ``cache.json`` so
+                that a later change of them is noticed; None when there are no files (a stream).
 
         Returns:
             The cache folder.
@@ -291,6 +292,7 @@ class CacheWriter:
                 f"cannot finalize the cache in {self.path}: {len(missing)} of {len(self.names)} images "
                 f"are not written yet (e.g. {missing[0]!r}); write or skip them first"
             )
+        self._source = source
         self._images.flush()
         self._write_state()
         self._write_index()
@@ -348,6 +350,7 @@ class CacheWriter:
             "skipped": dict(self.skipped),
             "bytes": int(len(self.names) * self.size * self.size),
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            **({"source": self._source} if self._source else {}),
             "complete": bool(complete),  # the last key, and the file is replaced atomically
         }
         atomic_write_bytes(self.path / META_FILE, json.dumps(meta, indent=1).encode("utf-8"))
