@@ -7,7 +7,11 @@ the run folder (``<split>`` is ``test`` unless asked otherwise):
 - ``predictions_<split>.csv``: one row per image: name, patient, the 14 labels and the 14 probabilities;
 - ``auc_<split>.csv`` and ``auc_<split>.json``: per-class AUC, 95% bootstrap interval, positives, negatives,
   and the mean;
-- ``table1_<split>.csv``: the run's row laid out like the paper's Table 1, with the paper's rows.
+- ``table1_<split>.csv``: the run's row laid out like the paper's Table 1, with the paper's rows;
+- ``thresholds.json``: one threshold per class, chosen on the validation split (Youden's J by
+  default, :mod:`cral_lib.metrics.operating`), which ``cral predict`` calls findings with;
+- ``operating_<split>.csv``: sensitivity, specificity and PPV of the split at those thresholds,
+  with 95% intervals (and ``auc_<split>.json`` adds them, with the normal images' false positives).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..data import BatchLoader, TestTransform
 from ..device import eval_precision
 from ..errors import CheckpointError, ConfigError
 from ..metrics import auc_table, bootstrap_auc, paired_bootstrap, results_table, roc_curves
+from ..metrics.operating import DEFAULT_RULE, choose_thresholds, normal_false_positives, operating_points, parse_rule
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .distributed import cleanup, gather_rows, setup
@@ -45,6 +50,11 @@ class EvalResult:
         roc: class -> DataFrame of (fpr, tpr, threshold).
         table1: the run's row beside the paper's Table 1.
         labels: (n, C) array of labels; probs: (n, C) array of probabilities.
+        thresholds: per class, the threshold chosen on the validation split and its validation
+            sensitivity and specificity (None when no rule was asked for).
+        operating: per class, sensitivity, specificity and PPV on this split at those thresholds,
+            with 95% Wilson intervals.
+        normal: on this split's images without any finding, how many get a finding called.
     """
 
     run_dir: Path
@@ -55,6 +65,13 @@ class EvalResult:
     table1: Any
     labels: np.ndarray
     probs: np.ndarray
+    thresholds: Any = None
+    operating: Any = None
+    normal: dict | None = None
+
+
+#: Where ``cral evaluate`` stores the thresholds chosen on the validation split.
+THRESHOLDS_FILE = "thresholds.json"
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
@@ -106,12 +123,19 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     write: bool = True,
+    threshold_rule: str | None = DEFAULT_RULE,
 ) -> EvalResult:
     """Predict a split with a run's checkpoint and measure per-class AUC with bootstrap intervals.
 
     The test-time transform is the paper's: resize to
     :func:`~cral_lib.data.augment.test_time_resize` of the training crop size (256 for 224 px
     crops) and a center crop of that size.
+
+    Thresholds: unless ``threshold_rule`` is None, one threshold per class is chosen on the
+    **validation** split by that rule (:func:`cral_lib.metrics.choose_thresholds`: ``"youden"``,
+    the maximum of sensitivity + specificity - 1, or ``"sensitivity:S"``), stored in the run as
+    ``thresholds.json`` (what ``cral predict`` calls findings with), and the evaluated split's
+    sensitivity, specificity and PPV at them are measured with 95% intervals.
 
     Args:
         run_dir: the run folder written by :func:`cral_lib.train.train`.
@@ -125,9 +149,12 @@ def evaluate_run(
         seed: seed of the bootstrap.
         progress: show a progress bar.
         write: write the CSV/JSON files into the run folder.
+        threshold_rule: the rule of the thresholds, or None for none.
     """
     if split not in ("test", "val", "train", "train_val"):
         raise ConfigError(f"split={split!r} is not one of test, val, train, train_val")
+    if threshold_rule is not None:
+        parse_rule(threshold_rule)  # a bad rule fails before any prediction
     run_dir = Path(run_dir)
     info, dev = setup(device)
     try:
@@ -139,16 +166,9 @@ def evaluate_run(
             changes["cache_dir"] = str(cache_dir)
         config = config.replace(**changes)
         cache = open_cache(config, progress=progress and info.is_main)
-        data = load_split(config, split, cache)
-        loader = BatchLoader(
-            cache, data.rows, data.labels, batch_size or config.eval_batch_size, shuffle=False, drop_last=False,
-            device=dev, rank=info.rank, world_size=info.world_size,
-        )
-        transform = TestTransform.for_crop(config.image_size)
-        amp_dtype = eval_precision(config.amp, dev)
-        pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
-                                desc=f"predict {split}")
-        probs = gather_rows(info, pos, probs, len(data.rows))
+        bs = batch_size or config.eval_batch_size
+        show = progress and info.is_main
+        data, probs = predict_split(model, config, split, cache, dev, info, bs, progress=show)
         classes = list(CLASSES)[: config.num_classes]
         labels = data.labels
         frame = data.dataset.frame.set_index("Image Index").loc[data.names]
@@ -166,23 +186,91 @@ def evaluate_run(
         roc = roc_curves(labels, probs, classes=classes)
         name = f"{config.backbone}+{config.attention} {config.variant} (this run)"
         table1 = results_table({name: table}, include_paper=True)
+        thresholds = operating = normal = None
+        if threshold_rule is not None:
+            if split == "val":
+                val_labels, val_probs = labels, probs
+            else:
+                val, val_probs = predict_split(model, config, "val", cache, dev, info, bs, progress=show)
+                val_labels = val.labels
+            thresholds = choose_thresholds(val_labels, val_probs, classes=classes, rule=threshold_rule)
+            operating = operating_points(labels, probs, thresholds["threshold"].to_numpy(), classes=classes)
+            normal = normal_false_positives(labels, probs, thresholds["threshold"].to_numpy())
         if write and info.is_main:
-            ckpt.atomic_write_text(run_dir / f"predictions_{split}.csv", pred.to_csv(index=False))
-            ckpt.atomic_write_text(run_dir / f"auc_{split}.csv", table.to_csv())
-            summary = {
-                "split": split,
-                "checkpoint": str(checkpoint_path(run_dir, which)),
-                "epoch": int(state.get("epoch", 0)),
-                "n_images": int(len(labels)),
-                "mean_auc": _finite(table.loc["Mean", "auc"]),
-                "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
-                "table": json.loads(table.to_json(orient="index")),
-            }
-            ckpt.atomic_write_text(run_dir / f"auc_{split}.json", json.dumps(summary, indent=2) + "\n")
-            ckpt.atomic_write_text(run_dir / f"table1_{split}.csv", table1.to_csv())
-        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs)
+            _write_results(run_dir, split, which, state, pred, table, table1, labels, classes,
+                           threshold_rule, thresholds, operating, normal, len(val_labels) if thresholds is not None else 0)
+        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs, thresholds, operating, normal)
     finally:
         cleanup(info)
+
+
+def predict_split(model: Any, config: TrainConfig, split: str, cache: Any, dev: Any, info: Any, batch_size: int,
+                  progress: bool = False):
+    """One split of a run's data through the test transform and the model: (SplitData, probs (n, C))."""
+    data = load_split(config, split, cache)
+    loader = BatchLoader(
+        cache, data.rows, data.labels, batch_size, shuffle=False, drop_last=False,
+        device=dev, rank=info.rank, world_size=info.world_size,
+    )
+    transform = TestTransform.for_crop(config.image_size)
+    amp_dtype = eval_precision(config.amp, dev)
+    pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress, desc=f"predict {split}")
+    return data, gather_rows(info, pos, probs, len(data.rows))
+
+
+def _write_results(run_dir: Path, split: str, which: str, state: dict, pred: Any, table: Any, table1: Any,
+                   labels: np.ndarray, classes: list[str], rule: str | None, thresholds: Any, operating: Any,
+                   normal: dict | None, n_val: int) -> None:
+    """The files of :func:`evaluate_run` (see the module docstring)."""
+    ckpt.atomic_write_text(run_dir / f"predictions_{split}.csv", pred.to_csv(index=False))
+    ckpt.atomic_write_text(run_dir / f"auc_{split}.csv", table.to_csv())
+    summary = {
+        "split": split,
+        "checkpoint": str(checkpoint_path(run_dir, which)),
+        "epoch": int(state.get("epoch", 0)),
+        "n_images": int(len(labels)),
+        "mean_auc": _finite(table.loc["Mean", "auc"]),
+        "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
+        "table": json.loads(table.to_json(orient="index")),
+    }
+    if thresholds is not None:
+        summary["at_thresholds"] = {"rule": rule, "normal_images": {k: _finite(v) for k, v in normal.items()},
+                                    "per_class": json.loads(operating.to_json(orient="index"))}
+        ckpt.atomic_write_text(run_dir / f"operating_{split}.csv", operating.to_csv())
+        chosen = {
+            "rule": rule,
+            "split": "val",
+            "n_images": int(n_val),
+            "checkpoint": str(checkpoint_path(run_dir, which)),
+            "epoch": int(state.get("epoch", 0)),
+            "called_when": "probability >= threshold; a class without a threshold is never called",
+            "classes": {c: {"threshold": _finite(r.threshold), "sensitivity": _finite(r.sensitivity),
+                            "specificity": _finite(r.specificity), "positives": int(r.positives),
+                            "negatives": int(r.negatives), "note": r.note}
+                        for c, r in thresholds.iterrows()},
+        }
+        ckpt.atomic_write_text(run_dir / THRESHOLDS_FILE, json.dumps(chosen, indent=2) + "\n")
+    ckpt.atomic_write_text(run_dir / f"auc_{split}.json", json.dumps(summary, indent=2) + "\n")
+    ckpt.atomic_write_text(run_dir / f"table1_{split}.csv", table1.to_csv())
+
+
+def read_thresholds(run_dir: str | Path) -> dict[str, Any] | None:
+    """The thresholds ``cral evaluate`` stored in a run (``thresholds.json``), or None when there are none.
+
+    Returns:
+        The file's mapping: ``rule``, ``split``, ``checkpoint``, ``epoch``, ``classes`` (class ->
+        ``threshold`` (None: never called), ``sensitivity``, ``specificity``, ...).
+    """
+    path = Path(run_dir) / THRESHOLDS_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}): run `cral evaluate --run {run_dir}` again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+        raise CheckpointError(f"{path} holds no per-class thresholds: run `cral evaluate --run {run_dir}` again")
+    return data
 
 
 def _finite(x: Any) -> float | None:
@@ -220,5 +308,5 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
 
 
 # eval_precision lived here before cral_lib.device; importable from here still.
-__all__ = ["EvalResult", "eval_precision", "evaluate_run", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
+__all__ = ["EvalResult", "THRESHOLDS_FILE", "eval_precision", "evaluate_run", "predict_split", "read_thresholds", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
            "compare_runs"]
