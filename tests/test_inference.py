@@ -99,6 +99,26 @@ def test_dicom_window_is_applied(tmp_path):
     assert tags["voi"].startswith("window") and (a == 255).mean() > 0.3
 
 
+def test_dicom_voi_lut_is_applied(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    g = _grey()
+    path = write_dicom(tmp_path / "lut.dcm", g, bits=12)
+    ds = pydicom.dcmread(path)
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    lut = np.minimum(np.arange(4096) * 32, 65535)  # saturates the upper half of the 12-bit range
+    item.LUTData = lut.astype("<u2").tobytes()
+    ds.VOILUTSequence = Sequence([item])
+    ds.save_as(path)
+    image, tags = open_dicom_grey(path)
+    stored = np.rint(g.astype(np.float64) * 4095 / 255).astype(int)
+    np.testing.assert_array_equal(np.asarray(image), np.rint(lut[stored] / 65535 * 255))
+    assert tags["voi"] == "VOI LUT"
+
+
 def test_missing_pydicom_says_how_to_install(tmp_path, monkeypatch):
     path = write_dicom(tmp_path / "x.dcm", _grey())
     monkeypatch.setitem(sys.modules, "pydicom", None)

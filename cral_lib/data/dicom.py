@@ -79,7 +79,8 @@ def _voi_lut(ds: Any, arr: np.ndarray) -> np.ndarray | None:
         from pydicom.pixels import apply_voi_lut  # pydicom >= 3
     except ImportError:  # pydicom 2.x
         from pydicom.pixel_data_handlers.util import apply_voi_lut
-    out = np.asarray(apply_voi_lut(arr, ds, prefer_lut=True), dtype=np.float64)
+    # a LUT is indexed by the (integer) modality values
+    out = np.asarray(apply_voi_lut(np.rint(arr).astype(np.int64), ds, prefer_lut=True), dtype=np.float64)
     descriptor = seq[0].get("LUTDescriptor")
     bits = int(descriptor[2]) if descriptor is not None and len(descriptor) == 3 and descriptor[2] else 0
     top = float(2**bits - 1) if bits else float(out.max() or 1.0)
