@@ -208,6 +208,7 @@ def _bad_and_good_folder(tmp_path: Path, release: Path) -> tuple[Path, list[Path
     write_dicom(folder / "lateral.dcm", grey, view="LL")
     (folder / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage")
     Image.fromarray(np.full(grey.shape, 255, np.uint8)).save(folder / "white.png")
+    Image.fromarray(grey).convert("RGB").save(folder / "photo.jpg", quality=95)  # a JPEG, in colour
     return folder, good
 
 
@@ -226,9 +227,9 @@ def test_cli_predict_reports_bad_files_and_predicts_the_others(evaluated_run, tr
     assert "constant" in reasons["white.png"] or "intensity" in reasons["white.png"]
     frame = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert list(frame.columns) == ["image"] + list(CLASSES) + ["findings", "error"]
-    assert len(frame) == 9  # README.txt is not an image file: left out of the folder's images
+    assert len(frame) == 10  # README.txt is not an image file: left out of the folder's images
     ok = frame[frame["error"] == ""]
-    assert sorted(Path(n).name for n in ok["image"]) == sorted([p.name for p in good] + ["frontal.dcm"])
+    assert sorted(Path(n).name for n in ok["image"]) == sorted([p.name for p in good] + ["frontal.dcm", "photo.jpg"])
     stored = _stored(evaluated_run)
     for p in good:
         row = ok[ok["image"].map(lambda n: Path(n).name) == p.name].iloc[0]
@@ -241,7 +242,10 @@ def test_cli_predict_reports_bad_files_and_predicts_the_others(evaluated_run, tr
     heatmaps = sorted((out / "heatmaps").glob("*.png"))
     n_called = sum(len([f for f in s.split(";") if f]) for s in ok["findings"])
     assert len(heatmaps) == n_called
-    assert "predicted 4 of 9 images" in captured.out
+    # the JPEG is lossy: close to its PNG, not equal
+    jpg = ok[ok["image"].str.endswith("photo.jpg")].iloc[0][list(CLASSES)].to_numpy(float)
+    assert np.abs(jpg - png).max() < 0.05
+    assert "predicted 5 of 10 images" in captured.out
 
 
 def test_export_round_trip(evaluated_run, train_release, tmp_path, capsys):

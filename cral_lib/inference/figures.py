@@ -32,13 +32,13 @@ def draw_explanation(explanation: Explanation, fig: Any = None) -> Any:
     if fig is None:
         from matplotlib.figure import Figure  # matplotlib only where a figure is drawn
 
-        fig = Figure(figsize=(8 if explanation.attention is not None else 4.4, 4.6), dpi=100)
+        fig = Figure(figsize=(9 if explanation.attention is not None else 4.8, 4.4), dpi=100)
     e = explanation
     panels = [("attention map (0-1)", e.attention, (0.0, 1.0))] if e.attention is not None else []
-    panels.append(("class activation map", e.cam, None))
+    panels.append(("class activation map (own range)", e.cam, None))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (label, heat, vrange) in zip(axes, panels):
-        overlay_heatmap(e.image, heat, ax=ax, window=e.window, vrange=vrange, title=label, colorbar=vrange is not None)
+        overlay_heatmap(e.image, heat, ax=ax, window=e.window, vrange=vrange, title=label, colorbar=True)
     threshold = "no threshold" if e.threshold != e.threshold else f"threshold {e.threshold:.3f}"
     verdict = "called" if e.called else "not called"
     fig.suptitle(f"{Path(e.name).name}: {e.finding} p = {e.probability:.3f} ({threshold}, {verdict})", fontsize=10)
