@@ -60,10 +60,10 @@ def _table(frame, classes) -> list[str]:
         probs = {c: getattr(row, c) for c in classes}
         found = [f for f in row.findings.split(";") if f]
         if found:
-            text = ", ".join(f"{f} {probs[f]:.2f}" for f in found)
+            text = ", ".join(f"{f} {probs[f]:.3f}" for f in found)
         else:
             top = max(probs, key=probs.get)
-            text = f"none (most probable: {top} {probs[top]:.2f})"
+            text = f"none (most probable: {top} {probs[top]:.3f})"
         lines.append(f"{name:<{width}}  {text}")
     return lines
 
