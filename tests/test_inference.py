@@ -59,6 +59,18 @@ def test_sensitivity_rule_and_classes_that_cannot_be_called():
     assert normal["normal_images"] == 2 and normal["flagged"] == 0
 
 
+def test_wilson_intervals_hold_the_estimate():
+    from cral_lib.metrics.operating import wilson_interval
+
+    k = np.array([0, 1, 5, 7, 7, 0])
+    n = np.array([7, 7, 7, 7, 30, 0])
+    lo, hi = wilson_interval(k, n)
+    p = np.divide(k, n, out=np.full(len(k), np.nan), where=n > 0)
+    assert (lo[:-1] <= p[:-1]).all() and (p[:-1] <= hi[:-1]).all() and np.isnan(lo[-1]) and np.isnan(hi[-1])
+    assert lo[0] == 0 and hi[3] == 1
+    assert lo[4] == pytest.approx(0.1179, abs=1e-3) and hi[4] == pytest.approx(0.4093, abs=1e-3)  # 7 of 30
+
+
 @pytest.mark.parametrize("rule", ["youden ", "sensitivity:0", "sensitivity:1.5", "sens:0.9", "0.5"])
 def test_bad_rules_are_refused(rule):
     from cral_lib.errors import ConfigError

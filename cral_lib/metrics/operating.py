@@ -116,7 +116,8 @@ def wilson_interval(successes: Any, trials: Any) -> tuple[np.ndarray, np.ndarray
         z2 = _Z95**2
         centre = (phat + z2 / (2 * n)) / (1 + z2 / n)
         half = _Z95 * np.sqrt(phat * (1 - phat) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    lo, hi = centre - half, centre + half
+    # the interval holds the estimate itself (rounding can put a bound a hair past it at 0 or 1)
+    lo, hi = np.minimum(centre - half, phat), np.maximum(centre + half, phat)
     empty = n <= 0
     return np.where(empty, np.nan, np.clip(lo, 0, 1)), np.where(empty, np.nan, np.clip(hi, 0, 1))
 
