@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.model:
-            predictor = Predictor.from_file(args.model, device=args.device, batch_size=args.batch_size or 64)
+            predictor = Predictor.from_file(args.model, device=args.device, batch_size=args.batch_size)
         else:
             predictor = Predictor.from_run(args.run, args.checkpoint, device=args.device, batch_size=args.batch_size)
     for w in caught:

@@ -110,7 +110,8 @@ def export_model(run_dir: str | Path, out: str | Path, which: str = "best") -> P
     return atomic_write_bytes(out, buf.getvalue())
 
 
-def read_model_file(path: str | Path, cls: type = Predictor, device: Any = "auto", batch_size: int = 64) -> Predictor:
+def read_model_file(path: str | Path, cls: type = Predictor, device: Any = "auto",
+                    batch_size: int | None = None) -> Predictor:
     """Load a file of :func:`export_model` into a :class:`Predictor` (``weights_only=True``).
 
     Raises:
@@ -140,7 +141,8 @@ def read_model_file(path: str | Path, cls: type = Predictor, device: Any = "auto
     info = {"file": str(path), **data.get("source", {}), "threshold_rule": data.get("threshold_rule")}
     dev = resolve_device(device) if isinstance(device, str) else device
     return cls(model, data["classes"], pre["crop"], pre["cache_size"], thresholds, device=dev,
-               amp=data.get("amp", "auto"), reference=data.get("intensity"), info=info, batch_size=batch_size)
+               amp=data.get("amp", "auto"), reference=data.get("intensity"), info=info,
+               batch_size=batch_size or int(data.get("eval_batch_size", 64)))
 
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "export_model", "preprocessing", "read_model_file"]

@@ -142,8 +142,17 @@ class Predictor:
                    batch_size=batch_size or config.eval_batch_size)
 
     @classmethod
-    def from_file(cls, path: str | Path, device: Any = "auto", batch_size: int = 64) -> "Predictor":
-        """The model of a file written by ``cral export`` (:func:`~cral_lib.inference.export_model`)."""
+    def from_file(cls, path: str | Path, device: Any = "auto", batch_size: int | None = None) -> "Predictor":
+        """The model of a file written by ``cral export`` (:func:`~cral_lib.inference.export_model`).
+
+        Args:
+            path: the model file.
+            device: ``auto``, ``cpu``, ``cuda``, ...
+            batch_size: images per forward pass (default: the run's evaluation batch size).
+
+        Raises:
+            CheckpointError: the file is missing or is not a model file of ``cral export``.
+        """
         from .export import read_model_file  # export.py builds on this module
 
         return read_model_file(path, cls, device=device, batch_size=batch_size)
