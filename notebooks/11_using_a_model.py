@@ -162,7 +162,7 @@ common = prevalence[with_threshold].idxmax()
 print(f"rarest class with a threshold: {rare} ({prevalence[rare]:.1%} of the test images); "
       f"most common: {common} ({prevalence[common]:.1%})")
 
-# %% mystnb={"figure": {"caption": "Test probabilities of the positive (red) and negative (grey) images of the rarest and the most common class that have a threshold, with the threshold chosen on the validation split (solid) and 0.5 (dashed). The probabilities of a rare finding stay far below 0.5, positives included.", "name": "fig-11-why-not-half"}}
+# %% mystnb={"figure": {"caption": "Test probabilities of the positive (red) and negative (grey) images of the rarest and the most common class that have a threshold, with the threshold chosen on the validation split (solid) and 0.5 (dashed): a model trained with the cross-entropy keeps the probabilities of a finding near its frequency, positives included, so 0.5 lies beyond most of them.", "name": "fig-11-why-not-half"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 for ax, name in zip(axes, (rare, common)):
     k = list(CLASSES).index(name)
@@ -193,6 +193,20 @@ op = ev.operating
 shown = op[["threshold", "tp", "fn", "sensitivity", "sens_lo", "sens_hi", "tn", "fp", "specificity", "spec_lo",
             "spec_hi", "ppv"]]
 shown.round(3)
+
+# %% [markdown]
+# A threshold is itself an estimate. Youden's $J$ puts it where the validation positives of its
+# class separate from the negatives, and when a class has only a handful of validation positives
+# (the count is in the first table), another validation sample of the same size would put it
+# elsewhere: the test split then finds a sensitivity or a specificity far from the validation
+# one. The cell lists the classes whose threshold rests on fewer than five validation positives;
+# on the real dataset, with hundreds of validation positives for most classes, the thresholds are
+# far steadier.
+
+# %%
+few = ev.thresholds[(ev.thresholds["positives"] < 5) & ev.thresholds["threshold"].notna()]
+print(f"{len(few)} classes with a threshold resting on fewer than 5 validation positives:",
+      ", ".join(f"{c} ({int(n)})" for c, n in few["positives"].items()) or "none")
 
 # %% mystnb={"figure": {"caption": "Sensitivity (left) and specificity (right) of each class on the test split at the threshold chosen on the validation split, with 95% Wilson intervals; classes without a threshold or without positive test images are left out of the sensitivity panel.", "name": "fig-11-sens-spec"}}
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
