@@ -342,10 +342,10 @@ for e in explanations:
           f"called: {e.called}; map {e.cam.shape[0]} x {e.cam.shape[1]} cells")
 
 # %% mystnb={"figure": {"caption": "The maps behind findings called on test images: the attention map of the finding (left, on a fixed 0-1 scale) and its class activation map (right, scaled to its own range), over the window of the image that the network saw; the title gives the probability and the threshold it passed. These are the PNGs that `cral predict --heatmaps` writes.", "name": "fig-11-heatmaps"}}
-for e in explanations:
-    fig = plt.figure(figsize=(9, 4.4))
-    draw_explanation(e, fig=fig)
-    plt.show()
+fig = plt.figure(figsize=(9, 4.4 * len(explanations)), layout="constrained")
+for sub, e in zip(np.atleast_1d(fig.subfigures(len(explanations), 1)), explanations):
+    draw_explanation(e, fig=sub)
+plt.show()
 
 # %% [markdown]
 # ## The command line

@@ -24,7 +24,7 @@ def draw_explanation(explanation: Explanation, fig: Any = None) -> Any:
 
     Args:
         explanation: what :meth:`Predictor.explain` returned.
-        fig: a matplotlib Figure to draw into (a new one when None).
+        fig: a matplotlib Figure (or SubFigure) to draw into (a new one when None).
 
     Returns:
         The Figure.
@@ -42,7 +42,8 @@ def draw_explanation(explanation: Explanation, fig: Any = None) -> Any:
     threshold = "no threshold" if e.threshold != e.threshold else f"threshold {e.threshold:.3f}"
     verdict = "called" if e.called else "not called"
     fig.suptitle(f"{Path(e.name).name}: {e.finding} p = {e.probability:.3f} ({threshold}, {verdict})", fontsize=10)
-    fig.tight_layout()
+    if hasattr(fig, "tight_layout") and getattr(fig, "get_layout_engine", lambda: None)() is None:
+        fig.tight_layout()  # a whole figure without a layout engine (a subfigure is laid out by its parent)
     return fig
 
 
