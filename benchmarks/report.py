@@ -11,7 +11,7 @@ Usage::
     python benchmarks/report.py benchmarks/results --update benchmarks/README.md book/performance.md
 
 The files it reads, when present: ``loader*.json``, ``model_step*.json``, ``end_to_end*.json``,
-``step_breakdown*.json``, ``synthetic_auc*.json`` (one table per kind, one block of rows per file, in name order).
+``step_breakdown*.json``, ``fast_backbone*.json``, ``synthetic_auc*.json`` (one table per kind, one block of rows per file, in name order).
 """
 
 from __future__ import annotations
@@ -106,6 +106,23 @@ def step_breakdown_table(results: list[tuple[str, dict]]) -> str:
     return _blocks(results, caption, [f"{k}, ms" for k in keys] + ["img/s"], rows)
 
 
+def fast_backbone_table(results: list[tuple[str, dict]]) -> str:
+    def caption(r):
+        return (f"{r['device']}, torch {r['torch']}; CRAL att1 training step (AdamW), batch {r['batch_size']}, "
+                f"{r['warmup']} warm-up + {r['steps']} timed steps, best of {r.get('rounds', 1)} rounds; "
+                f"vs old: the rate over ResNet-18 at 64 px in fp32")
+
+    def rows(r):
+        base = next((x["images_per_s"] for x in r["rows"] if x["candidate"] == "resnet18@64"
+                     and x["precision"] == "fp32" and x["format"] == "default"), None)
+        return [[x["candidate"], f"{x['crop_px']}", x["map"], x["precision"], x["format"], _fmt(x["images_per_s"]),
+                 _fmt(x["ms_per_step"], ",.0f"), _fmt(x["images_per_s"] / base if base else None, ".2f"),
+                 _fmt(x["gflops_per_image"], ".2f"), _fmt(x["params_m"], ".2f")] for x in r["rows"]]
+
+    return _blocks(results, caption, ["candidate", "crop px", "map", "precision", "memory format", "img/s", "ms/step",
+                                      "vs old", "GFLOP/img", "params (M)"], rows)
+
+
 def synthetic_auc_table(results: list[tuple[str, dict]]) -> str:
     def caption(r):
         c = r["config"]
@@ -115,10 +132,20 @@ def synthetic_auc_table(results: list[tuple[str, dict]]) -> str:
                 f"{c['lr']:g}{att_lr}, {c['image_size']} px crops, batch {c['batch_size']}, {c['epochs']} epochs")
 
     def rows(r):
+        att = r.get("attention") or {}
+        drop = (f"{att['drop']:+.4f} [{att['drop_ci'][0]:+.4f}, {att['drop_ci'][1]:+.4f}]" if att else "–")
         return [[f"{r['test_images']:,}", f"**{_fmt(r['mean_auc'], '.3f')}** [{_fmt(r['ci_low'], '.3f')}, "
-                 f"{_fmt(r['ci_high'], '.3f')}]", f"{r['best_epoch']}", f"{r['seconds']['train']:,.0f} s"]]
+                 f"{_fmt(r['ci_high'], '.3f')}]", f"{r['best_epoch']}", f"{r['seconds']['train']:,.0f} s",
+                 "x".join(map(str, att["map_size"])) if att else "–", _fmt(att.get("within_map_range"), ".3f"),
+                 _fmt(att.get("mean_attention"), ".3f"), drop]]
 
-    return _blocks(results, caption, ["test images", "test mean AUC [95% CI]", "best epoch", "training time"], rows)
+    def per_class(r):
+        return " · ".join(f"{c} {_fmt(v, '.2f')}" for c, v in r["per_class"].items())
+
+    table = _blocks(results, caption, ["test images", "test mean AUC [95% CI]", "best epoch", "training time", "maps",
+                                       "within-map range", "mean attention", "AUC drop with constant maps [95% CI]"],
+                    rows)
+    return table + "\n\nPer class (test AUC): " + "; ".join(f"`{name}`: {per_class(r)}" for name, r in results)
 
 
 SECTIONS = {
@@ -126,6 +153,7 @@ SECTIONS = {
     "model_step": ("Model step (random tensors, no data loading)", model_step_table),
     "end_to_end": ("End to end: the training loop versus the model step", end_to_end_table),
     "step_breakdown": ("One training step, part by part", step_breakdown_table),
+    "fast_backbone": ("The fast mode's backbone: 7 x 7 maps at the least cost", fast_backbone_table),
     "synthetic_auc": ("Learnability of the synthetic data", synthetic_auc_table),
 }
 

@@ -35,6 +35,7 @@ else
   $PYTHON benchmarks/model_step.py --device cpu --json "$OUT/model_step.json"
   $PYTHON benchmarks/end_to_end.py --device cpu --workdir "$WORK/end_to_end" --json "$OUT/end_to_end.json"
   $PYTHON benchmarks/step_breakdown.py --device cpu --trace "$OUT/profile" --json "$OUT/step_breakdown.json"
+  $PYTHON benchmarks/fast_backbone.py --device cpu --json "$OUT/fast_backbone.json"
   $PYTHON benchmarks/synthetic_auc.py --device cpu --workdir "$WORK/auc" --json "$OUT/synthetic_auc.json"
 fi
 $PYTHON benchmarks/report.py "$OUT" | tee "$OUT/report.md"

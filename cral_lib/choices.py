@@ -9,8 +9,12 @@ without loading torch.
 from __future__ import annotations
 
 #: Backbone name -> channels ``N`` of its conv5 map (Eq. 1): the paper's two networks, then
-#: ResNet-18 for quick CPU runs.
-BACKBONE_CHANNELS: dict[str, int] = {"resnet50": 2048, "densenet121": 1024, "resnet18": 512}
+#: ResNet-18, and the book's fast backbone (ResNet-18's layout at half width with conv5 at 1/16
+#: of the input, :mod:`cral_lib.models.small_resnet`) for CPU runs.
+BACKBONE_CHANNELS: dict[str, int] = {"resnet50": 2048, "densenet121": 1024, "resnet18": 512, "small_resnet": 256}
+
+#: Backbone name -> output stride: conv5 is ``H / stride x W / stride`` for ``H x W`` crops.
+BACKBONE_STRIDE: dict[str, int] = {"resnet50": 32, "densenet121": 32, "resnet18": 32, "small_resnet": 16}
 
 #: The backbones, in the order above.
 BACKBONES: tuple[str, ...] = tuple(BACKBONE_CHANNELS)
@@ -27,4 +31,4 @@ AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 #: Optimizers: the paper's SGD with momentum, or AdamW (the book's fast mode).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 
-__all__ = ["AMP_MODES", "ATTENTIONS", "BACKBONES", "BACKBONE_CHANNELS", "OPTIMIZERS", "VARIANTS"]
+__all__ = ["AMP_MODES", "ATTENTIONS", "BACKBONES", "BACKBONE_CHANNELS", "BACKBONE_STRIDE", "OPTIMIZERS", "VARIANTS"]

@@ -90,8 +90,16 @@ data_dir, device = env.data_dir, env.device
 #   ReLU is applied only in the classifier's forward pass, so the backbone returns
 #   $\mathrm{ReLU}(\mathrm{norm5})$, with $N = 1024$ channels.
 #
-# `resnet18` ($N = 512$) is not in the paper; the book's fast mode trains it on a CPU in later
-# chapters, and it appears in the tables for comparison. The cell below builds the three with
+# Two more are not in the paper. `resnet18` ($N = 512$) appears in the tables for comparison.
+# `small_resnet` ($N = 256$) is the book's **fast backbone**, a teaching stand-in that chapters
+# 6-10 train from random weights on a CPU: ResNet-18's layout built from torchvision's own
+# `BasicBlock`, at half the width (32, 64, 128, 256 channels), and with its last stage at stride
+# 1, so that conv5 is 16 times smaller than the input instead of 32
+# (`cral_lib.models.small_resnet`). Its 112 px crops give the paper's $7 	imes 7$ map at a
+# quarter of the paper's pixels; `benchmarks/fast_backbone.py` compares it with the other ways
+# there (ResNet-18 at 224 px, ResNet-18 with a stride-1 last stage, narrower and shallower
+# variants, bfloat16). It has no ImageNet weights, and at full scale the book uses the paper's
+# backbones unchanged. The cell below builds the four with
 # random weights (the shapes and parameter counts do not depend on the weights; they are drawn
 # inside `torch.random.fork_rng` from the chapter's seed, which leaves the global random state
 # alone) and passes one image of each size through them.
@@ -118,11 +126,12 @@ shapes = pd.DataFrame(rows).set_index(["backbone", "input"])
 shapes
 
 # %% [markdown]
-# Each backbone halves the grid five times (a strided $7 \times 7$ convolution, a max-pooling,
-# and one stride-2 step at the start of each of the last three stages, or each of DenseNet's
-# transition layers): the output is $32\times$ smaller on each side. A $224 \times 224$ crop
-# gives the paper's $7 \times 7$ map, $K = 49$ positions; the fast mode's smaller crops give a
-# coarser grid, which is what the later chapters' attention maps will be drawn on. The channels
+# The paper's backbones halve the grid five times (a strided $7 \times 7$ convolution, a
+# max-pooling, and one stride-2 step at the start of each of the last three stages, or each of
+# DenseNet's transition layers): the output is $32\times$ smaller on each side, and a
+# $224 \times 224$ crop gives the paper's $7 \times 7$ map, $K = 49$ positions. `small_resnet`
+# skips the last halving ($16\times$), so the fast mode's $112 \times 112$ crops give the same
+# $7 \times 7$ grid, which is what the later chapters' attention maps are drawn on. The channels
 # $N$ are the number of numbers that describe each position: Eq. 4–8 weigh all $N$ of them with
 # the same attention score, and the classifiers of Eq. 8 have $N$ inputs each.
 
@@ -139,7 +148,8 @@ params = pd.DataFrame({
     "backbone": list(nets),
     "N": [BACKBONES[name] for name in nets],
     "parameters up to conv5": [sum(p.numel() for p in net.parameters()) for net in nets.values()],
-    "ImageNet classifier removed": [BACKBONES[name] * 1000 + 1000 for name in nets],
+    # small_resnet has no ImageNet classifier to remove: it is never trained on ImageNet
+    "ImageNet classifier removed": [BACKBONES[name] * 1000 + 1000 if name != "small_resnet" else 0 for name in nets],
 })
 params["in the paper"] = params["backbone"].isin(["resnet50", "densenet121"])
 params = params.set_index("backbone")

@@ -41,14 +41,15 @@ from torch import nn
 import cral_lib
 from cral_lib import CLASSES, book, viz
 from cral_lib.metrics import paper_auc
-from cral_lib.models import Att1, CategoryResidualHead, build_model, cral_loss, reference
+from cral_lib.models import BACKBONES, Att1, CategoryResidualHead, build_model, cral_loss, reference
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the fast mode: a small backbone (ResNet-18, $N = 512$) with random weights on
-# small crops, so that the chapter runs in a minute or two on a CPU. Nothing here is trained; the
+# The defaults are the fast mode: the book's small backbone (`small_resnet`, $N = 256$, chapter 3)
+# with random weights on 112 px crops, which give the paper's $7 \times 7$ maps, so that the
+# chapter runs in a minute or two on a CPU. Nothing here is trained; the
 # equations are the same for every backbone and size, so the checks hold at full scale too
 # (the values in the comments: the paper's ResNet-50, $N = 2048$, on 224 px crops with ImageNet
 # weights). papermill overrides any of these with `-p name value`.
@@ -57,9 +58,9 @@ cral_lib.print_config()
 data_dir = ""          # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 device = "auto"        # "auto", "cpu", "cuda"
 seed = 0               # seed of the random initialization of the modules built here
-backbone = "resnet18"  # full scale: "resnet50" (or "densenet121"); resnet18 is the book's CPU stand-in
+backbone = "small_resnet"  # full scale: "resnet50" (or "densenet121"); small_resnet is the book's CPU stand-in
 weights = None         # full scale: "imagenet" (downloads torchvision's weights once)
-image_size = 128       # full scale: 224 (the paper's center crop of 256)
+image_size = 112       # full scale: 224 (the paper's center crop of 256); both give 7 x 7 maps
 batch_size = 4         # test images in the batch (full scale: any; the paper trains with 64)
 
 # %%
@@ -112,13 +113,14 @@ print("labels of the batch:", [", ".join(c for c, v in zip(CLASSES, row) if v) o
 #
 # The paper does not give the width of the $3 \times 3$ convolutions or say whether they carry
 # a bias or a normalization. `cral_lib.models.Att1` documents its choices, and the hand-built
-# branch makes the same ones: **512 channels**, **padding 1** (the map keeps its
+# branch makes the same ones: **$\min(512, N)$ channels** (512 for the paper's backbones; 256
+# for the fast backbone, so that the branch does not outweigh the network it sits on), **padding 1** (the map keeps its
 # $h \times w$ size, so that every position gets a score), **a bias and no batch
 # normalization** (the paper names none), and PyTorch's default initialization, under which the
 # scores start near 0 and the attention near 0.5.
 
 # %%
-width = 512  # cral_lib's choice for the 3x3 convolutions (Att1's `width`)
+width = min(512, N)  # cral_lib's choice for the 3x3 convolutions (Att1's `width`)
 with torch.random.fork_rng(devices=[]):
     torch.manual_seed(seed + 1)
     att1_hand = nn.Sequential(
@@ -482,29 +484,30 @@ ablations.style.format({"parameters after conv5": "{:,}", "paper's mean AUC (R-5
 # ## How many parameters att1 has
 #
 # Per convolution, $k \times k \times (\text{inputs}) \times (\text{outputs})$ weights plus one
-# bias per output. For $N$ input channels, width $w = 512$ and $C$ maps:
+# bias per output. For $N$ input channels, width $w = \min(512, N)$ and $C$ maps:
 #
 # $$
 # \underbrace{9 N w + w}_{3 \times 3,\ N \to w} \;+\; \underbrace{9 w^2 + w}_{3 \times 3,\ w \to w}
 # \;+\; \underbrace{w C + C}_{1 \times 1,\ w \to C} .
 # $$
 #
-# The cell evaluates the formula for the three backbones and counts the parameters of
+# The cell evaluates the formula for the backbones and counts the parameters of
 # `cral_lib`'s `Att1` and of the hand-built branch.
 
 # %%
-def att1_formula(n: int, width: int = 512, maps: int = C) -> int:
+def att1_formula(n: int, width: int | None = None, maps: int = C) -> int:
+    width = min(512, n) if width is None else width
     return (9 * n * width + width) + (9 * width * width + width) + (width * maps + maps)
 
 
 rows = []
-for name, n in (("resnet50", 2048), ("densenet121", 1024), ("resnet18", 512)):
+for name, n in BACKBONES.items():
     rows.append({"backbone": name, "N": n, "by hand": att1_formula(n),
                  "cral_lib Att1": sum(p.numel() for p in Att1(n, C).parameters())})
 att1_params = pd.DataFrame(rows).set_index("backbone")
 assert (att1_params["by hand"] == att1_params["cral_lib Att1"]).all()
 assert sum(p.numel() for p in att1_hand.parameters()) == att1_formula(N)
-n = 2048
+n, width = 2048, 512
 print(f"ResNet-50: 9*{n}*{width} + {width} = {9 * n * width + width:,};  9*{width}^2 + {width} = {9 * width**2 + width:,};  "
       f"{width}*{C} + {C} = {width * C + C:,};  total {att1_formula(n):,}")
 att1_params.style.format({"by hand": "{:,}", "cral_lib Att1": "{:,}"})
@@ -518,7 +521,7 @@ att1_params.style.format({"by hand": "{:,}", "cral_lib Att1": "{:,}"})
 # ## Summary
 #
 # - att1 (Eq. 2–3) is two $3 \times 3$ convolutions with ReLU and a $1 \times 1$ convolution to
-#   $C$ maps, then a sigmoid; `cral_lib` uses 512 channels, padding 1, biases, no batch
+#   $C$ maps, then a sigmoid; `cral_lib` uses $\min(512, N)$ channels, padding 1, biases, no batch
 #   normalization.
 # - Eq. 4–7 written out need a `B x C x N x h x w` tensor; Eq. 8 is $C$ separate classifiers,
 #   stacked in the library as one `nn.Linear(N, C)`. The hand-built module and `cral_lib`'s

@@ -51,8 +51,8 @@ cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the fast mode: ResNet-18 ($N = 512$) with random weights on small crops, so
-# that the chapter runs in a minute or two on a CPU; the values in the comments are the paper's.
+# The defaults are the fast mode: the book's small backbone (`small_resnet`, $N = 256$, chapter 3)
+# with random weights on 112 px crops (the paper's $7 \times 7$ maps), so that the chapter runs in a minute or two on a CPU; the values in the comments are the paper's.
 # The parameter and FLOP counts are computed for the paper's backbones at 224 px whatever these
 # values are (they cost no computation); the timing uses these values. papermill overrides any
 # of them with `-p name value`.
@@ -61,9 +61,9 @@ cral_lib.print_config()
 data_dir = ""          # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset
 device = "auto"        # "auto", "cpu", "cuda"
 seed = 0               # seed of the random initialization of the modules built here
-backbone = "resnet18"  # full scale: "resnet50" (or "densenet121"); resnet18 is the book's CPU stand-in
+backbone = "small_resnet"  # full scale: "resnet50" (or "densenet121"); small_resnet is the book's CPU stand-in
 weights = None         # full scale: "imagenet" (downloads torchvision's weights once)
-image_size = 128       # full scale: 224 (the paper's center crop of 256)
+image_size = 112       # full scale: 224 (the paper's center crop of 256); both give 7 x 7 maps
 batch_size = 4         # images in the batch that is drawn and timed (full scale: 64, the paper's batch)
 timing_repeats = 3     # timed rounds of training steps, after one warm-up round (full scale: the same)
 
@@ -360,7 +360,7 @@ def flops(fn, *args) -> int:
 rows = []
 with torch.device("meta"):
     image = torch.empty(1, 3, 224, 224)
-    for name in ("resnet50", "densenet121", "resnet18"):
+    for name in BACKBONES:
         for attention in ("none", "att1", "att2"):
             net = build_model(backbone=name, attention=attention).eval()
             features = net.backbone(image)

@@ -10,7 +10,7 @@
 # function that `cral train` runs in a terminal; the notebook only chooses the parameters and
 # looks at what comes out.
 #
-# By default the chapter runs in the book's fast mode: a small ResNet-18, from random weights, on
+# By default the chapter runs in the book's fast mode: a small ResNet (chapter 3), from random weights, on
 # small crops of the synthetic dataset, so that it trains on a laptop CPU in a few minutes. With
 # a real ChestX-ray14 download and a GPU, the same cells run the paper's full recipe; only the
 # parameters change. You will learn what each part of the recipe does, how to read a training
@@ -106,7 +106,7 @@ config = env.recipe(recipe, seed=seed, backbone=backbone, attention=attention, v
 run_dir = env.run_dir(config)
 print(f"run folder: {run_dir}")
 
-fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "attention_lr_scale", "momentum",
+fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "attention_lr_scale", "flat_attention_start", "momentum",
           "weight_decay", "image_size",
           "cache_size", "crop_scale", "batch_size", "epochs", "lr_milestones", "lr_gamma", "prior_bias",
           "val_fraction", "seed", "amp"]
@@ -141,8 +141,9 @@ recipe_table
 #   `checkpoints/best.pt`. The official test split is never looked at during training; chapter 7
 #   evaluates it once, at the end.
 #
-# The fast mode departs from the paper for time, and the table shows where: a ResNet-18 instead
-# of a ResNet-50 (the same design, about a quarter of the computation), random initial weights
+# The fast mode departs from the paper for time, and the table shows where: the book's
+# `small_resnet` instead of a ResNet-50 (ResNet-18's layout at half width with conv5 at 1/16 of the
+# input, so that 112 px crops give the paper's 7 x 7 maps; chapter 3), random initial weights
 # instead of ImageNet's (nothing to download on a CI machine), small crops of small images (in
 # the paper's ratio of 224 to 256), a few epochs with the drop of the learning rate before the
 # last one, and smaller batches, which give more optimizer steps for the same computation.
@@ -153,13 +154,17 @@ recipe_table
 #   running estimate of its gradient's size, which gets a network trained from scratch moving
 #   far sooner than plain momentum does. Its steps are about `lr` in size for every weight,
 #   whatever the gradient, and that has a side effect on att1: each of its scores (Eq. 2) sums
-#   thousands of weighted inputs, so thousands of same-signed steps of $10^{-3}$ add up to scores
+#   hundreds of weighted inputs, so hundreds of same-signed steps of $10^{-3}$ add up to scores
 #   of several tens within an epoch, where the sigmoid of Eq. 3 is flat at 0 or 1 and the
-#   attention stops doing anything. The attention branch therefore learns at a hundredth of the
-#   rate (`attention_lr_scale`), which keeps its scores in the sigmoid's working range
-#   (chapter 9 measures them).
+#   attention stops doing anything (its gradient $a(1 - a)$ is then zero too). The attention
+#   branch therefore learns at a hundredth of the rate (`attention_lr_scale`). With the fast
+#   backbone's $7 \times 7$ maps this keeps the maps varying within an image and between classes;
+#   at a tenth of the rate, or with the branch's last convolution started at zero
+#   (`flat_attention_start`, which the library offers), the maps of this recipe ended nearly flat
+#   at 0 or 1 instead. Chapter 9 measures this run's maps: how much they vary, how many values
+#   are saturated, and whether the AUC drops when they are made flat.
 # - **Milder crops** (`crop_scale`: 50-100 % of the image instead of 8-100 %): a crop of a
-#   tenth of a 73-pixel image rarely holds the finding its labels promise.
+#   tenth of a 128-pixel image rarely holds the finding its labels promise.
 # - **Classifiers that start at the class frequencies** (`prior_bias`): each bias starts at the
 #   log-odds of its class's prevalence in the training split, so the first steps are not spent
 #   learning that most images have no finding.

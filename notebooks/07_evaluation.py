@@ -138,7 +138,7 @@ summary = json.loads((run.run_dir / f"auc_{split}.json").read_text())
 #
 # The table puts this run's AUCs beside the paper's CRAL row of the same attention branch
 # (Table 1, quoted from the paper by `metrics.paper_row`; the paper reports ResNet-50 and
-# DenseNet-121 only, so a ResNet-18 run is set beside the ResNet-50 row). On the synthetic
+# DenseNet-121 only, so a fast-mode run is set beside the ResNet-50 row). On the synthetic
 # phantoms the comparison shows only that the numbers are computed and laid out the same way:
 # the images, the model size and the training time all differ.
 

@@ -306,7 +306,7 @@ plt.show()
 # %% [markdown]
 # ## Reading the result
 # In fast mode, on the synthetic data, the models are small, trained from random weights for
-# a few epochs on a few hundred images of 64 pixels, and the left panel shows how far from
+# a few epochs on a few hundred images of 112 pixels, and the left panel shows how far from
 # chance (0.5) they got. Between models that have learned this little, a difference of AUC
 # reflects which chance features each run happened to pick up more than what its architecture
 # can do; the second seed of CRAL shows the size of that effect for one model. So read the right

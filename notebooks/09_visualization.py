@@ -39,14 +39,14 @@ from matplotlib.patches import Rectangle
 import cral_lib
 from cral_lib import CLASSES, book, localize, metrics, viz
 from cral_lib.data import ChestXray14, ImageCache, TestTransform, build_cache, test_time_resize
-from cral_lib.train import load_run_model, train
+from cral_lib.train import attention_check, load_run_model, train
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the book's fast mode (chapter 6): a small ResNet-18 trained from scratch for
-# six epochs on 64-pixel crops, which runs on a laptop CPU in a few minutes. The comments give the paper's
+# The defaults are the book's fast mode (chapter 6): the small ResNet of chapter 3 trained from
+# scratch for six epochs on 112-pixel crops (7 x 7 maps, as in the paper), which runs on a laptop CPU in a few minutes. The comments give the paper's
 # full-scale values (Section 4.2): `recipe = "paper"` on a GPU, and a knob left at `None` takes
 # the recipe's value. papermill overrides any of them with `-p name value`. The training
 # parameters are the same as chapter 6's: the same values give the same config and the same run
@@ -71,6 +71,7 @@ predict_batch = 64     # images per forward pass when predicting the test split
 n_examples = 6         # images in the heatmap figure (Fig. 5)
 n_topk = 8             # images in the top-k figure (Fig. 6)
 n_explorer = 12        # images in the interactive explorer
+n_boot = 1000          # bootstrap resamples of the constant-attention check
 
 # %%
 env = book.setup(data_dir, runs_dir=runs_dir, device=device)
@@ -290,6 +291,32 @@ fig = viz.plot_attention_grid(test[grid_idx]["img"], att[grid_idx], probs=probs[
 plt.show()
 
 # %% [markdown]
+# The grid smooths each map over the window. The next figure draws the maps of the image's true
+# findings as they are, one flat square per cell of the $h \times w$ map, each on its own range
+# (given in the title, with the within-map range max - min), with that finding's boxes. This is
+# the category-wise part of CRAL: one image, one map per finding, and the maps need not agree.
+
+# %% mystnb={"figure": {"caption": "The attention maps of the true findings of the image above, drawn at their own resolution (one square per map cell, each map scaled to its own range; the title gives the range), with each finding's boxes in green.", "name": "fig-09-attention-cells"}}
+true_classes = [c for c in range(len(CLASSES)) if labels[grid_idx, c]][:4]
+fig, axes = plt.subplots(1, len(true_classes), figsize=(3.0 * len(true_classes), 3.4), squeeze=False)
+grid_boxes = image_boxes(grid_idx)
+for ax, c in zip(axes[0], true_classes):
+    a = att[grid_idx, c]
+    viz.overlay_heatmap(test[grid_idx]["img"], a, boxes=grid_boxes[grid_boxes["label"] == CLASSES[c]], ax=ax,
+                        window=crop_window(grid_idx), cells=True,
+                        title=f"{CLASSES[c]}: p = {probs[grid_idx, c]:.2f}\n"
+                              f"a in [{a.min():.2f}, {a.max():.2f}], range {a.max() - a.min():.2f}")
+fig.tight_layout()
+plt.show()
+
+# %%
+peaks = [np.unravel_index(att[grid_idx, c].argmax(), att.shape[-2:]) for c in true_classes]
+print(f"{att.shape[-2]} x {att.shape[-1]} maps; the true findings' maps peak at cells "
+      + ", ".join(f"{CLASSES[c]} (row {r}, col {q})" for c, (r, q) in zip(true_classes, peaks)))
+print(f"within-map range of this image's 14 maps: mean {np.ptp(att[grid_idx], axis=(1, 2)).mean():.3f}; "
+      f"between-class spread (SD over the 14 classes at a cell, mean over cells): {att[grid_idx].std(axis=0).mean():.3f}")
+
+# %% [markdown]
 # For contrast, the same panels for a test image with no finding at all. Every class still gets
 # a map: the sigmoid of Eq. 3 always produces one, and the residual form $1 + a^c$ keeps the
 # features intact whatever the map is. What matters is whether the maps, and the probabilities
@@ -327,28 +354,36 @@ attention_table.style.format("{:.2e}", subset=["mean a (present)", "mean a (abse
     "{:.3f}", subset=["AUC of mean a", "AUC of p"], na_rep="–")
 
 # %% [markdown]
-# Mean values of $a^c$ close to 0 or 1 deserve a second look: the sigmoid of Eq. 3 may be
-# *saturated*. The next cell measures how many of all the attention values of the test split sit
-# within 0.01 of either end.
+# ## Does the attention matter?
+# A picture of maps that vary says little if the classifier would do as well without the
+# variation. `cral_lib.train.attention_check` measures it on the whole test split: how much the
+# maps vary (the within-map range, max - min of $a^c$ over the cells of one map, and the spread
+# between classes, the SD of the 14 values at one cell), and the *constant-attention check*:
+# every map is replaced by its own mean, so that each class keeps how much attention it pays
+# overall and loses only *where*, the rest of the model runs unchanged, and the test AUC is
+# compared with the model's own on the same images (paired bootstrap, 95% interval).
 
 # %%
+check = attention_check(run.run_dir, "test", device=dev, n_boot=n_boot)
+print(check.summary())
 values = att.ravel()
-print(f"attention values over the test split: min {values.min():.2e}, median {np.median(values):.2e}, "
-      f"max {values.max():.2e}")
-print(f"below 0.01: {(values < 0.01).mean():.1%}; above 0.99: {(values > 0.99).mean():.1%}")
+print(f"attention values over the test split: below 0.01: {(values < 0.01).mean():.1%}; "
+      f"above 0.99: {(values > 0.99).mean():.1%} (saturated)")
+check.table[["auc_a", "auc_b", "diff", "ci_low", "ci_high"]].rename(
+    columns={"auc_a": "AUC, constant maps", "auc_b": "AUC, own maps"}).round(3)
 
 # %% [markdown]
-# Where most values sit at an end, the map has stopped doing anything: with $a^c \approx 0$ the
-# residual form $(1 + a^c) \odot F$ of Eq. 5 is just $F$, and class $c$'s classifier sees the
-# plain average of the features (with $a^c \approx 1$, twice that). The sigmoid's gradient
-# $a^c(1 - a^c)$ is then almost zero too, so training cannot easily bring the map back. AdamW
-# at the full learning rate does this to att1 within an epoch of a run from random weights,
-# which is why the fast mode trains the attention branch at a hundredth of the rate (chapter
-# 6). Saturation is also where the residual form earns its place: the network still classifies
-# with the features alone, whereas the product $A \odot F$ without the residual (Eq. 4, the
-# *w/o residual* ablation of chapter 8) would multiply the features by almost zero. The
-# figures above scale each map to its own range; read them with the ranges in their titles.
-# At full scale, from ImageNet weights, the same cell says whether the maps are in use.
+# How to read it. If the drop's interval lies above 0, the places the maps pick carry
+# information the classifier uses: with flat maps the model is worse, so the attention is doing
+# part of the work. If it straddles 0, the model is in effect global average pooling and a linear
+# layer, whatever the pictures look like. The sigmoid of Eq. 3 can also *saturate*: where most
+# values sit at 0 or 1, the map has stopped doing anything (with $a^c \approx 0$ the residual
+# form $(1 + a^c) \odot F$ of Eq. 5 is just $F$), and its gradient $a^c(1 - a^c)$ is nearly
+# zero, so training cannot bring it back. Chapter 6 explains why the fast recipe trains the
+# attention branch slowly for that reason; the cell above prints how many values are saturated
+# in this run. The residual form earns its place here too: the product $A \odot F$
+# without the residual (Eq. 4, chapter 8's *w/o residual* ablation) would multiply saturated
+# positions by almost zero.
 
 # %% [markdown]
 # ## The top-8 predictions (the paper's Fig. 6)
@@ -429,7 +464,8 @@ plt.show()
 #   it shows where the features are strong, whatever the finding.
 # - CRAL's attention gives one map $a^c \in [0, 1]$ per finding; through $H^c = (1 + a^c) \odot F$
 #   it decides which positions each class's classifier emphasizes. It is learned from image
-#   labels only, and at the fast mode's resolution it has only a few cells per side.
+#   labels only; its maps have the paper's 7 x 7 cells in the fast mode too, and the
+#   constant-attention check says whether the classifier uses where they point.
 # - The top-8 panels (Fig. 6) and the counts over the test split show how the probabilities rank
 #   the true findings.
 #

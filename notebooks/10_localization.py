@@ -51,8 +51,8 @@ cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
-# The defaults are the book's fast mode (chapter 6: a ResNet-18 trained from scratch for six
-# epochs on 64-pixel crops); `recipe = "paper"` is the paper's full scale, a knob left at `None`
+# The defaults are the book's fast mode (chapter 6: the small ResNet of chapter 3 trained from
+# scratch for six epochs on 112-pixel crops, 7 x 7 maps); `recipe = "paper"` is the paper's full scale, a knob left at `None`
 # takes the recipe's value, and the comments give the paper's. The training parameters are those
 # of chapters 6 and 8, so that during the book's build this chapter reuses their two runs; run
 # on its own, it trains them first. papermill overrides any value with `-p name value`.
@@ -292,6 +292,9 @@ plt.show()
 # - **baseline CAM** {cite}`zhou2016cam`: $\sum_n W_{cn} F^n$ of the model without attention,
 #   whose mean plus bias is again its logit.
 #
+# - **Fig. 5 heatmap**: the paper's own picture, the maximum over channels of the absolute conv5
+#   features of CRAL (`viz.feature_heatmap`, chapter 9); one map for all classes.
+#
 # The two identities are checked below. Three maps that do not look at the image give the
 # numbers a scale:
 #
@@ -306,8 +309,8 @@ plt.show()
 # %%
 @torch.no_grad()
 def maps_of(model, idx):
-    """(attention or None, class activation maps) of test images idx; checks CAM mean + bias = logits."""
-    att, cam = [], []
+    """(attention or None, class activation maps, Fig. 5 heatmaps) of test images idx; checks CAM mean + bias = logits."""
+    att, cam, heat = [], [], []
     for start in range(0, len(idx), predict_batch):
         pixels = torch.from_numpy(cache.images[cache_rows[idx[start : start + predict_batch]]]).to(dev)
         out = model(transform(pixels), return_maps=True)
@@ -319,13 +322,14 @@ def maps_of(model, idx):
         torch.testing.assert_close(maps.mean(dim=(2, 3)) + model.classifier_bias, out["logits"].float(),
                                    rtol=1e-4, atol=1e-4)
         cam.append(maps.float().cpu())
+        heat.append(torch.from_numpy(viz.feature_heatmap(out["conv5"].float().cpu()))[:, None])
         if out["attention"] is not None:
             att.append(out["attention"].float().cpu())
-    return (torch.cat(att).numpy() if att else None), torch.cat(cam).numpy()
+    return (torch.cat(att).numpy() if att else None), torch.cat(cam).numpy(), torch.cat(heat).numpy()
 
 
-cral_att, cral_cam = maps_of(cral_model, box_rows)
-_, base_cam = maps_of(base_model, box_rows)
+cral_att, cral_cam, cral_heat = maps_of(cral_model, box_rows)
+_, base_cam, _ = maps_of(base_model, box_rows)
 print(f"{len(box_rows)} images; maps {cral_att.shape}; CAM mean + bias = logits for both models")
 
 # %%
@@ -350,6 +354,7 @@ methods = {
     "CRAL attention": cral_att,
     "CRAL CAM": cral_cam,
     "baseline CAM": base_cam,
+    "Fig. 5 heatmap": cral_heat,
     "centre": np.broadcast_to(centre, (len(box_rows), 1, grid, grid)),
     "random": random_maps,
 }
@@ -382,6 +387,31 @@ pointing.insert(0, "boxes", summaries["CRAL attention"]["n_boxes"])
 pointing.round(3)
 
 # %% [markdown]
+# ### The ceiling of a map's resolution
+# A map of $h \times w$ cells can point at only $h w$ places of the crop window (the cell
+# centres; see step 2 above). A box that holds none of them is missed by *every* map of that
+# size, however good. `localize.pointing_ceiling` finds, for each box, whether any of those places
+# lies in it; its mean is the best pointing accuracy a map of that resolution could reach on these
+# boxes. A method's score means something only against its ceiling. The book's first fast mode had
+# 2 x 2 maps on 64 px crops; the last line below gives their ceiling on these boxes, low enough
+# that "the learned maps lose to the centre" was decided by geometry before any training.
+
+# %%
+ceiling = {}
+for name, maps in methods.items():
+    shape = tuple(maps.shape[-2:])
+    ceiling[name] = {"map": f"{shape[0]} x {shape[1]}", "pointing_acc": summaries[name].loc["All boxes", "pointing_acc"],
+                     "ceiling": localize.pointing_ceiling(shape, boxes, png_size, crop=window, tolerance=tolerance,
+                                                          eval_size=eval_size).mean()}
+ceiling = pd.DataFrame(ceiling).T
+ceiling["share of ceiling"] = ceiling["pointing_acc"].astype(float) / ceiling["ceiling"].astype(float)
+old_window = localize.center_crop_window(png_size, resize=test_time_resize(64), crop=64)
+old_ceiling = localize.pointing_ceiling((2, 2), boxes, png_size, crop=old_window, tolerance=tolerance, eval_size=eval_size)
+print(f"2 x 2 maps on 64 px crops (the first fast mode) could reach {old_ceiling.sum()} of {len(boxes)} boxes "
+      f"(ceiling {old_ceiling.mean():.3f})")
+ceiling.round(3)
+
+# %% [markdown]
 # ### How sure are these numbers?
 # A pointing accuracy is a proportion of hits among $n$ boxes. With a few boxes per class it is
 # very uncertain; the figure gives each a 95% Wilson interval for a binomial proportion. Boxes
@@ -405,7 +435,7 @@ pointing_ci[pointing_ci["class"] == "All boxes"].set_index("method").drop(column
 
 # %% mystnb={"figure": {"caption": "Pointing accuracy per class (fraction of boxes whose map maximum falls inside the box) with 95% Wilson intervals, for CRAL's attention maps, CRAL's CAMs, the baseline's CAMs and the maps that ignore the image (centre, random and, where training boxes exist, the class prior). The bottom row pools all boxes.", "name": "fig-10-pointing"}}
 order = list(pointing.index)
-colours = dict(zip(methods, ["tab:red", "tab:orange", "tab:blue", "tab:grey", "black", "tab:green"]))
+colours = dict(zip(methods, ["tab:red", "tab:orange", "tab:blue", "tab:purple", "tab:grey", "black", "tab:green"]))
 fig, ax = plt.subplots(figsize=(9, 0.5 * len(order) + 1.5))
 for k, name in enumerate(methods):
     part = pointing_ci[pointing_ci["method"] == name].set_index("class").reindex(order)
@@ -425,9 +455,10 @@ plt.show()
 # %% [markdown]
 # Two methods scored on the *same* boxes can be compared more precisely than their separate
 # intervals suggest: what matters is on how many boxes they disagree. The next cell gives, for
-# CRAL's attention against each other method, the difference in pooled pointing accuracy with a
-# 95% bootstrap interval that resamples whole images (all boxes of an image together)
-# {cite}`efron1986bootstrap`.
+# each method against the centre map (the simplest guess that ignores the image), the difference
+# in pooled pointing accuracy with a 95% bootstrap interval that resamples whole images (all
+# boxes of an image together) {cite}`efron1986bootstrap`, and says from the interval whether the
+# method beats the centre.
 
 # %%
 image_of_box = scores["CRAL attention"]["row"].to_numpy()
@@ -437,16 +468,23 @@ hits_per_image = {name: np.bincount(image_of_box, weights=s["hit"].to_numpy(floa
                   for name, s in scores.items()}
 draws = np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
 n_drawn = boxes_per_image[draws].sum(axis=1)
-ref = hits_per_image["CRAL attention"]
+ref = hits_per_image["centre"]
 paired = []
 for name in methods:
-    if name == "CRAL attention":
+    if name == "centre":
         continue
-    diff = ref - hits_per_image[name]
+    diff = hits_per_image[name] - ref
     boot = diff[draws].sum(axis=1) / n_drawn
-    paired.append({"CRAL attention minus": name, "difference": diff.sum() / boxes_per_image.sum(),
-                   "ci_low": np.quantile(boot, 0.025), "ci_high": np.quantile(boot, 0.975)})
-pd.DataFrame(paired).set_index("CRAL attention minus").round(3)
+    lo, hi = np.quantile(boot, 0.025), np.quantile(boot, 0.975)
+    verdict = "beats the centre" if lo > 0 else "worse than the centre" if hi < 0 else "not distinguishable"
+    paired.append({"method minus centre": name, "difference": diff.sum() / boxes_per_image.sum(),
+                   "ci_low": lo, "ci_high": hi, "verdict": verdict})
+paired = pd.DataFrame(paired).set_index("method minus centre")
+learned = ["CRAL attention", "CRAL CAM", "baseline CAM", "Fig. 5 heatmap"]
+winners = [m for m in learned if paired.loc[m, "verdict"] == "beats the centre"]
+print(f"of the learned maps, {len(winners)} of {len(learned)} beat the centre map by more than the interval"
+      + (f": {', '.join(winners)}" if winners else ""))
+paired.round(3)
 
 # %% [markdown]
 # ## Overlap: IoU and T(IoBB)
@@ -529,11 +567,11 @@ else:
 # - The maps are trained with image labels only (Eq. 10). Nothing asks the attention of Eq. 3
 #   to cover the lesion; it only has to make the pooled features of Eq. 7 useful for the
 #   classifier of Eq. 8. That it points at lesions at all, when it does, is a side effect.
-# - The maps are coarse. In the fast mode they have only a few cells per side, so the pointing
-#   game can choose among a handful of points, and a box smaller than a cell (see the box
-#   sizes above) can be hit only when a cell centre happens to fall inside it. IoU punishes
-#   such maps twice: an upsampled cell is far larger than a small box. At full scale the maps
-#   are 7 x 7, still coarse.
+# - The maps are coarse: 7 x 7 in the fast mode as at full scale, so the pointing game chooses
+#   among 49 points, and a box smaller than a cell (see the box sizes above) is reachable only
+#   when a cell centre happens to fall inside it. The ceiling table says how many boxes any
+#   map of each size could reach at all. IoU punishes coarse maps twice: an upsampled cell is
+#   far larger than a small box.
 # - The maps that ignore the image matter. A method is only interesting where it beats the
 #   centre and random maps by more than the intervals. It can even score below the random map,
 #   when its maximum sits systematically where lesions are not (at the border of the crop, say:

@@ -55,6 +55,23 @@ def test_synthetic_auc_smoke(tmp_path):
             tmp_path=tmp_path)
     assert r["test_images"] > 0 and set(r["seconds"]) == {"data", "train", "evaluate"}
     assert r["mean_auc"] is None or 0 <= r["mean_auc"] <= 1
+    # the defaults are the fast recipe's, not a copy
+    from cral_lib.train import fast_recipe
+
+    fast = fast_recipe()
+    assert r["config"]["backbone"] == fast.backbone and r["config"]["attention_lr_scale"] == fast.attention_lr_scale
+    assert r["config"]["lr"] == fast.lr and r["config"]["optimizer"] == fast.optimizer
+    att = r["attention"]
+    assert att["map_size"] == [3, 3] and att["drop_ci"][0] <= att["drop"] <= att["drop_ci"][1]
+
+
+def test_fast_backbone(tmp_path):
+    r = run("fast_backbone", "--steps", "1", "--warmup", "0", "--rounds", "1", "--batch-size", "2", "--candidates", "resnet18@64",
+            "small_resnet@112", "--formats", "default", tmp_path=tmp_path)
+    maps = {(row["candidate"], row["precision"]): row["map"] for row in r["rows"]}
+    assert maps == {("resnet18@64", "fp32"): "2x2", ("resnet18@64", "bf16"): "2x2",
+                    ("small_resnet@112", "fp32"): "7x7", ("small_resnet@112", "bf16"): "7x7"}
+    assert all(row["images_per_s"] > 0 for row in r["rows"])
 
 
 def test_step_breakdown(tmp_path):

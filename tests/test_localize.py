@@ -179,3 +179,26 @@ def test_localize_does_not_import_matplotlib_or_torch():
     code = "import sys, cral_lib.localize, cral_lib.metrics; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_pointing_ceiling_is_the_best_any_map_of_that_size_can_do():
+    """A box is reachable exactly when a map that is 1 in one cell hits it (scored by localization_scores)."""
+    rng = np.random.default_rng(0)
+    n = 60
+    wh = rng.uniform(5, 200, size=(n, 2))
+    xy = rng.uniform(0, 1024 - wh)
+    boxes = pd.DataFrame({"row": 0, "label": "Mass", "x": xy[:, 0], "y": xy[:, 1], "w": wh[:, 0], "h": wh[:, 1]})
+    crop = localize.center_crop_window((1024, 1024), resize=256, crop=224)
+    for size in ((2, 2), (3, 4), (7, 7)):
+        ceiling = localize.pointing_ceiling(size, boxes, crop=crop, tolerance=8.0)
+        best = np.zeros(n, dtype=bool)
+        for i in range(size[0]):
+            for j in range(size[1]):
+                one = np.zeros((1, 14) + size)
+                one[:, :, i, j] = 1
+                best |= localize.localization_scores(one, boxes, crop=crop, tolerance=8.0)["hit"].to_numpy()
+        np.testing.assert_array_equal(ceiling, best)
+    # finer maps reach more boxes; a 2 x 2 map reaches few of these
+    assert localize.pointing_ceiling((2, 2), boxes, crop=crop).mean() < localize.pointing_ceiling((7, 7), boxes, crop=crop).mean()
+    with pytest.raises(ConfigError):
+        localize.pointing_ceiling((0, 7), boxes)

@@ -70,6 +70,17 @@ def test_feature_heatmap_equals_a_literal_loop():
         viz.feature_heatmap(np.zeros((7, 7)))
 
 
+def test_overlay_heatmap_cells_shows_the_map_at_its_own_resolution():
+    m = RNG.random((7, 7))
+    fig = viz.overlay_heatmap(IMAGES[0], m, window=(4, 4, 56, 56), cells=True)
+    ax = fig.axes[0]
+    drawn = ax.images[1]
+    assert drawn.get_array().shape == (7, 7) and drawn.get_interpolation() == "nearest"
+    np.testing.assert_allclose(drawn.get_array(), (m - m.min()) / (m.max() - m.min()))
+    assert len(ax.collections) == 2  # the 6 + 6 lines between the cells
+    plt.close(fig)
+
+
 def test_overlay_heatmap_draws_image_map_and_boxes():
     fig = viz.overlay_heatmap(IMAGES[0], RNG.random((7, 7)), boxes=BOXES, window=(4, 4, 56, 56), title="t")
     assert isinstance(fig, Figure) and len(fig.axes) == 1

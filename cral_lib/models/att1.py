@@ -11,8 +11,10 @@ feature path).
 
 Choices the paper leaves open, made here:
 
-- the two 3x3 convolutions have ``width = 512`` output channels, padding 1 (the map keeps its
-  ``h x w``), and a bias; there is no batch normalization (the paper names none);
+- the two 3x3 convolutions have ``width = min(512, N)`` output channels, padding 1 (the map
+  keeps its ``h x w``), and a bias; there is no batch normalization (the paper names none).
+  512 for the paper's backbones and ResNet-18; the book's fast backbone (``N = 256``) gets 256,
+  so that the branch does not cost more than the network it sits on;
 - the 1x1 convolution maps ``width`` channels to ``C`` (14) attention maps, with a bias;
 - PyTorch's default initialization throughout, so that the scores start near 0.5.
 
@@ -49,15 +51,26 @@ class Att1(nn.Module):
         in_channels: ``N``, the channels of the conv5 map.
         num_maps: the number of attention maps: ``C`` for CRAL, 1 for the "w/o category"
             ablation.
-        width: the channels of the two 3x3 convolutions.
+        width: the channels of the two 3x3 convolutions (default ``min(512, in_channels)``).
     """
 
-    def __init__(self, in_channels: int, num_maps: int, *, width: int = 512) -> None:
+    def __init__(self, in_channels: int, num_maps: int, *, width: int | None = None) -> None:
         super().__init__()
+        width = min(512, in_channels) if width is None else width
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(width, width, kernel_size=3, padding=1)
         self.conv3 = nn.Conv2d(width, num_maps, kernel_size=1)
         self.relu = nn.ReLU(inplace=True)
+
+    def flat_start(self) -> None:
+        """Zero the last 1x1 convolution: every score ``Z`` is 0 and every attention 0.5, for any input.
+
+        The model then starts as if it had no attention (Eq. 5 weighs every position by 1.5), and
+        the maps vary only as far as training makes them; the first two convolutions start to
+        learn once the last one has moved away from zero.
+        """
+        nn.init.zeros_(self.conv3.weight)
+        nn.init.zeros_(self.conv3.bias)
 
     def scores(self, x: Tensor) -> Tensor:
         """Return the unnormalized scores ``Z`` of Eq. 2 (``B x num_maps x h x w``)."""

@@ -102,6 +102,11 @@ class Att2(nn.Module):
             nn.Conv2d(width, num_maps, kernel_size=1),
         )
 
+    def flat_start(self) -> None:
+        """Zero the mask head's last 1x1 convolution: every attention starts at 0.5 (see ``Att1.flat_start``)."""
+        nn.init.zeros_(self.mask_head[-1].weight)
+        nn.init.zeros_(self.mask_head[-1].bias)
+
     def scores(self, x: Tensor) -> Tensor:
         """Return the unnormalized scores ``Z`` of Eq. 2 (``B x num_maps x h x w``)."""
         mask = self.mask_units(self.pool(x))

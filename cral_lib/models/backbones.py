@@ -9,6 +9,9 @@ name                    N       conv5 map
 ``resnet50``            2048    output of ``layer4`` (its last bottleneck ends with a ReLU)
 ``densenet121``         1024    ``relu(norm5)``, as in torchvision's ``DenseNet.forward``
 ``resnet18``            512     output of ``layer4`` (for quick CPU runs; not in the paper)
+``small_resnet``        256     output of ``layer4`` of :class:`~cral_lib.models.small_resnet.SmallResNet`
+                                (width 32, output stride 16: 7 x 7 at 112 px; the book's
+                                fast mode; not in the paper, no ImageNet weights)
 ======================  ======  ==========================================================
 
 The backbone modules keep torchvision's attribute names, so a torchvision state_dict of
@@ -44,6 +47,7 @@ from torch import Tensor, nn
 
 from ..choices import BACKBONE_CHANNELS
 from ..errors import ConfigError, WeightsError
+from .small_resnet import SmallResNet
 
 #: Backbone name -> number of conv5 channels ``N`` (defined in :mod:`cral_lib.choices`).
 BACKBONES: dict[str, int] = BACKBONE_CHANNELS
@@ -113,14 +117,15 @@ def build_backbone(name: str, *, weights: WeightsArg = None, progress: bool = Tr
     """Build a backbone cut at conv5, with the requested weights.
 
     Args:
-        name: ``"resnet50"``, ``"densenet121"`` or ``"resnet18"``.
+        name: ``"resnet50"``, ``"densenet121"``, ``"resnet18"`` or ``"small_resnet"``.
         weights: None, ``"imagenet"``, a torchvision ``WeightsEnum`` member, or the path of
             a torchvision-format state_dict of the network (see the module docstring).
         progress: show a progress bar while downloading.
 
     Returns:
-        A module mapping ``B x 3 x H x W`` images to conv5 (``B x N x H/32 x W/32``), with
-        an int attribute ``num_features`` (``N``).
+        A module mapping ``B x 3 x H x W`` images to conv5 (``B x N x H/s x W/s`` for the
+        output stride ``s`` of :data:`cral_lib.choices.BACKBONE_STRIDE`), with an int
+        attribute ``num_features`` (``N``).
 
     Raises:
         ConfigError: ``name`` is not one of :data:`BACKBONES`.
@@ -128,8 +133,11 @@ def build_backbone(name: str, *, weights: WeightsArg = None, progress: bool = Tr
     """
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    net = getattr(torchvision.models, name)(weights=None)
-    backbone = DenseNetBackbone(net) if name.startswith("densenet") else ResNetBackbone(net)
+    if name == "small_resnet":
+        backbone: nn.Module = SmallResNet(32, output_stride=16)
+    else:
+        net = getattr(torchvision.models, name)(weights=None)
+        backbone = DenseNetBackbone(net) if name.startswith("densenet") else ResNetBackbone(net)
     if weights is None:
         return backbone
     if isinstance(weights, torchvision.models.WeightsEnum):
@@ -152,6 +160,9 @@ def build_backbone(name: str, *, weights: WeightsArg = None, progress: bool = Tr
 
 def imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
     """Return the torchvision weights that ``weights="imagenet"`` means for ``name`` (``IMAGENET1K_V1``)."""
+    if name in BACKBONES and name not in _IMAGENET_WEIGHTS:
+        raise WeightsError(f"backbone {name!r} has no ImageNet weights (it is trained from random weights): "
+                           "use weights=None, or a weights file of your own")
     if name not in _IMAGENET_WEIGHTS:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return getattr(torchvision.models, _IMAGENET_WEIGHTS[name]).IMAGENET1K_V1

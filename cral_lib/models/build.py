@@ -260,7 +260,7 @@ def build_model(
         net = build_backbone(name, weights=None)
     else:
         net = build_backbone(name, weights=weights, progress=progress)
-    model = _assemble(net, config)
+    model = assemble(net, config)
     if checkpoint is not None:
         cral = _cral_state_dict(checkpoint)
         if cral is None:
@@ -270,7 +270,12 @@ def build_model(
     return model
 
 
-def _assemble(net: nn.Module, config: dict[str, Any]) -> CRALNet:
+def assemble(net: nn.Module, config: dict[str, Any]) -> CRALNet:
+    """Put a CRAL model together on a backbone module ``net`` (with ``num_features``).
+
+    ``config`` is :func:`resolve_config`'s dict; ``config["backbone"]`` is only recorded. The
+    benchmarks use this to compare backbones that are not one of :data:`BACKBONES`.
+    """
     n, c = net.num_features, config["num_classes"]
     if config["variant"] == "no_attention":
         return CRALNet(net, None, GAPHead(n, c), config=config)

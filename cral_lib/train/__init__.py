@@ -9,6 +9,8 @@ One file per job:
 - ``splits.py``: the image cache and the splits as rows of it; ``predict.py``: predictions and the mean AUC.
 - :func:`evaluate_run`, :func:`load_run_model`, :func:`compare_runs`, :func:`load_predictions`
   (``evaluate.py``): predictions, AUC with confidence intervals, the paper's table.
+- :func:`attention_check` (``probe.py``): how much a run's maps vary, and the AUC with
+  every map replaced by its mean (does the attention matter?).
 - ``checkpoint.py``: atomic checkpoints loaded with ``weights_only=True``.
 - ``distributed.py``: torchrun / DistributedDataParallel set-up and gathering.
 
@@ -38,4 +40,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "compare_runs": ".evaluate",
     "load_predictions": ".evaluate",
     "read_thresholds": ".evaluate",
+    "attention_check": ".probe",
+    "AttentionCheck": ".probe",
 })

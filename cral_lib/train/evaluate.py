@@ -110,6 +110,21 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any =
     return model, config, state
 
 
+def split_loader(config: TrainConfig, split: str, device: torch.device, batch_size: int | None = None, *,
+                 progress: bool = False, rank: int = 0, world_size: int = 1) -> tuple[BatchLoader, TestTransform, Any]:
+    """The test-time path of a run over one split: (loader in order, test transform, the split).
+
+    The split (:func:`~cral_lib.train.splits.load_split`) has ``rows``, ``labels`` and ``names``;
+    the loader yields (uint8 images, labels, positions) without shuffling or dropping a batch,
+    and the transform resizes and centre-crops as :func:`~cral_lib.data.augment.test_time_resize` says.
+    """
+    cache = open_cache(config, progress=progress)
+    data = load_split(config, split, cache)
+    loader = BatchLoader(cache, data.rows, data.labels, batch_size or config.eval_batch_size, shuffle=False,
+                         drop_last=False, device=device, rank=rank, world_size=world_size)
+    return loader, TestTransform.for_crop(config.image_size), data
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -165,10 +180,9 @@ def evaluate_run(
         if cache_dir:
             changes["cache_dir"] = str(cache_dir)
         config = config.replace(**changes)
-        cache = open_cache(config, progress=progress and info.is_main)
         bs = batch_size or config.eval_batch_size
         show = progress and info.is_main
-        data, probs = predict_split(model, config, split, cache, dev, info, bs, progress=show)
+        data, probs = predict_split(model, config, split, dev, info, bs, progress=show)
         classes = list(CLASSES)[: config.num_classes]
         labels = data.labels
         frame = data.dataset.frame.set_index("Image Index").loc[data.names]
@@ -191,7 +205,7 @@ def evaluate_run(
             if split == "val":
                 val_labels, val_probs = labels, probs
             else:
-                val, val_probs = predict_split(model, config, "val", cache, dev, info, bs, progress=show)
+                val, val_probs = predict_split(model, config, "val", dev, info, bs, progress=show)
                 val_labels = val.labels
             thresholds = choose_thresholds(val_labels, val_probs, classes=classes, rule=threshold_rule)
             operating = operating_points(labels, probs, thresholds["threshold"].to_numpy(), classes=classes)
@@ -204,15 +218,16 @@ def evaluate_run(
         cleanup(info)
 
 
-def predict_split(model: Any, config: TrainConfig, split: str, cache: Any, dev: Any, info: Any, batch_size: int,
+def predict_split(model: Any, config: TrainConfig, split: str, dev: Any, info: Any, batch_size: int | None = None,
                   progress: bool = False):
-    """One split of a run's data through the test transform and the model: (SplitData, probs (n, C))."""
-    data = load_split(config, split, cache)
-    loader = BatchLoader(
-        cache, data.rows, data.labels, batch_size, shuffle=False, drop_last=False,
-        device=dev, rank=info.rank, world_size=info.world_size,
-    )
-    transform = TestTransform.for_crop(config.image_size)
+    """One split of a run's data through its test-time path (:func:`split_loader`) and the model.
+
+    Returns:
+        ``(split, probs)``: the split (rows, labels, names) and its ``(n, C)`` probabilities,
+        gathered from every process under torchrun.
+    """
+    loader, transform, data = split_loader(config, split, dev, batch_size, progress=progress, rank=info.rank,
+                                           world_size=info.world_size)
     amp_dtype = eval_precision(config.amp, dev)
     pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress, desc=f"predict {split}")
     return data, gather_rows(info, pos, probs, len(data.rows))
@@ -308,5 +323,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
 
 
 # eval_precision lived here before cral_lib.device; importable from here still.
-__all__ = ["EvalResult", "THRESHOLDS_FILE", "eval_precision", "evaluate_run", "predict_split", "read_thresholds", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
+__all__ = ["EvalResult", "THRESHOLDS_FILE", "eval_precision", "evaluate_run", "split_loader", "predict_split",
+           "read_thresholds", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
            "compare_runs"]

@@ -167,6 +167,8 @@ class _Run:
             prevalence = data.train.labels.mean(axis=0).clip(1e-4, 1 - 1e-4)
             with torch.no_grad():
                 model.classifier_bias.copy_(torch.from_numpy(np.log(prevalence / (1 - prevalence))))
+        if config.flat_attention_start and fresh and model.attention is not None:
+            model.attention.flat_start()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if info.is_main:

@@ -51,6 +51,7 @@ def overlay_heatmap(
     boxes_frame: Sequence[float] | None = None,
     title: str | None = None,
     colorbar: bool = False,
+    cells: bool = False,
 ) -> Any:
     """Draw a heatmap, upsampled bilinearly, over a grey image, with ground-truth boxes.
 
@@ -70,6 +71,8 @@ def overlay_heatmap(
         boxes_frame: ``(W, H)`` of the frame the boxes are given in, when it is not the image.
         title: axes title.
         colorbar: add a colour bar.
+        cells: draw the map as it is, one flat square per cell with thin lines between the
+            cells, instead of upsampled (shows the map's real resolution).
 
     Returns:
         The Figure.
@@ -83,7 +86,7 @@ def overlay_heatmap(
         hmap = hmap[0]
     if hmap.ndim != 2:
         raise DataError(f"heat has shape {hmap.shape}; give one (h, w) map.")
-    up = upsample_map(hmap, (max(1, round(ww)), max(1, round(wh))))
+    up = hmap if cells else upsample_map(hmap, (max(1, round(ww)), max(1, round(wh))))
     if vrange is None:
         lo, hi = float(up.min()), float(up.max())
         up = np.zeros_like(up) if hi <= lo else (up - lo) / (hi - lo)
@@ -92,7 +95,11 @@ def overlay_heatmap(
         vmin, vmax = vrange
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, extent=(0, W, H, 0), interpolation="bilinear")
     im = ax.imshow(up, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, extent=(x0, x0 + ww, y0 + wh, y0),
-                   interpolation="bilinear")
+                   interpolation="nearest" if cells else "bilinear")
+    if cells:
+        h, w = hmap.shape
+        ax.vlines([x0 + k * ww / w for k in range(1, w)], y0, y0 + wh, colors="white", lw=0.4, alpha=0.6)
+        ax.hlines([y0 + k * wh / h for k in range(1, h)], x0, x0 + ww, colors="white", lw=0.4, alpha=0.6)
     ax.set_xlim(0, W)
     ax.set_ylim(H, 0)
     blist = box_list(boxes)

@@ -1,0 +1,94 @@
+"""The constant-attention check and the map statistics, on a tiny trained run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cral_lib.errors import ConfigError
+from cral_lib.models import build_model
+from cral_lib.train import attention_check, evaluate_run, train
+from cral_lib.train.probe import constant_maps, map_statistics
+from cral_lib.train.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import train_config
+
+
+def test_constant_maps_keep_each_maps_mean_and_lose_its_range():
+    a = torch.rand(3, 14, 7, 7)
+    flat = constant_maps(a)
+    assert flat.shape == a.shape
+    assert torch.allclose(flat.mean(dim=(2, 3)), a.mean(dim=(2, 3)))
+    within, spread = map_statistics(flat)
+    assert torch.all(within == 0)
+    within, spread = map_statistics(a)
+    expected = (a.amax(dim=(2, 3)) - a.amin(dim=(2, 3))).mean(dim=1)
+    assert torch.allclose(within, expected)
+    assert torch.allclose(spread, a.std(dim=1, unbiased=False).mean(dim=(1, 2)))
+    # one map for every class: no spread between classes
+    assert torch.all(map_statistics(a[:, :1])[1] == 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(train_release, tmp_path_factory):
+    """small_resnet (the fast backbone) trained for 2 short epochs on 48 px crops: 3 x 3 maps."""
+    out = tmp_path_factory.mktemp("attention_check") / "run"
+    train(train_config(train_release, out, backbone="small_resnet", lr=1e-3, optimizer="adamw"), progress=False)
+    return out
+
+
+def test_check_of_a_trained_run_matches_its_evaluation(tiny_run):
+    check = attention_check(tiny_run, "test", device="cpu", n_boot=50)
+    ev = evaluate_run(tiny_run, "test", device="cpu", n_boot=0, progress=False, write=False)
+    assert check.map_size == (3, 3)
+    assert check.n_images == len(ev.labels)
+    assert check.auc == pytest.approx(float(ev.auc.loc["Mean", "auc"]), abs=1e-6)
+    assert check.drop == pytest.approx(check.auc - check.auc_constant, abs=1e-9)
+    assert check.ci[0] <= check.drop <= check.ci[1]
+    assert 0 < check.within_map_range < 1 and 0 < check.between_class_spread < 1
+    assert 0 < check.mean_attention < 1
+    assert f"{check.auc:.4f}" in check.summary()
+
+
+def test_flat_attention_changes_nothing(tiny_run, tmp_path):
+    """A model whose last attention conv is zero has maps of 0.5 everywhere: range 0, drop exactly 0."""
+    state = load_checkpoint(tiny_run / "checkpoints" / "best.pt")
+    model = build_model(backbone="small_resnet", attention="att1", variant="cral")
+    model.load_state_dict(state["model"])
+    with torch.no_grad():
+        model.attention.conv3.weight.zero_()
+        model.attention.conv3.bias.zero_()
+    flat = tmp_path / "flat.pt"
+    save_checkpoint({**state, "model": model.state_dict()}, flat)
+    check = attention_check(tiny_run, "test", which=str(flat), device="cpu", n_boot=50)
+    assert check.within_map_range == 0 and check.between_class_spread == 0
+    assert check.mean_attention == pytest.approx(0.5)
+    assert check.drop == 0 and not check.matters
+    assert np.allclose(check.table["diff"].dropna(), 0)
+
+
+def test_baseline_without_attention_is_refused(train_release, tmp_path):
+    out = tmp_path / "baseline"
+    train(train_config(train_release, out, attention="none", variant="no_attention", epochs=1, lr_milestones=()),
+          progress=False)
+    with pytest.raises(ConfigError, match="no attention branch"):
+        attention_check(out, device="cpu", n_boot=10)
+
+
+@pytest.mark.parametrize("attention", ["att1", "att2"])
+def test_flat_start_makes_every_attention_one_half(attention):
+    model = build_model(backbone="small_resnet", attention=attention, variant="cral").eval()
+    model.attention.flat_start()
+    with torch.no_grad():
+        a = model(torch.randn(2, 3, 112, 112), return_maps=True)["attention"]
+    assert a.shape == (2, 14, 7, 7) and torch.all(a == 0.5)
+
+
+def test_training_starts_the_attention_flat_when_asked(train_release, tmp_path):
+    """With flat_attention_start and a learning rate too small to move a weight, the maps stay at 0.5."""
+    out = tmp_path / "flat"
+    train(train_config(train_release, out, backbone="small_resnet", optimizer="adamw", lr=1e-30, epochs=1,
+                       lr_milestones=(), flat_attention_start=True), progress=False)
+    check = attention_check(out, "test", device="cpu", n_boot=10)
+    assert check.within_map_range == 0 and check.mean_attention == pytest.approx(0.5)
