@@ -26,7 +26,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(ENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[book,dev]"
+	$(PY) -m pip install -e ".[book,dev,dicom]"
 	@touch $(STAMP)
 
 # BOOK_FLAGS: extra flags of `tools/book.py all` (make test passes --no-screenshots: its browser

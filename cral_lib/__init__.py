@@ -15,6 +15,8 @@ Sub-packages (imported on first use, so ``import cral_lib`` stays light):
 - :mod:`cral_lib.device`: the device and the precision; :mod:`cral_lib.choices`: the model choices.
 - :mod:`cral_lib.metrics`: per-class AUC, bootstrap confidence intervals, ROC data, the paper's tables.
 - :mod:`cral_lib.viz`, :mod:`cral_lib.localize`: the figures of the book; maps against boxes.
+- :mod:`cral_lib.inference`: a trained model on new images (``cral_lib.Predictor``, ``cral predict``,
+  ``cral export``).
 - :mod:`cral_lib.book`: the chapters' door (``setup``, ``recipe``, ``run_dir``).
 - :mod:`cral_lib.cli`: the ``cral`` command line.
 """
@@ -51,7 +53,10 @@ CLASSES: tuple[str, ...] = (
 NO_FINDING = "No Finding"
 
 _SUBMODULES = ("data", "synthetic", "fetch", "models", "train", "device", "choices", "metrics", "viz", "localize",
-               "book", "cli")
+               "inference", "book", "cli")
+
+#: Names of a sub-package offered at the top, imported on first use: ``cral_lib.Predictor``.
+_TOP_NAMES = {"Predictor": "inference"}
 
 
 def __getattr__(name: str) -> Any:
@@ -59,6 +64,8 @@ def __getattr__(name: str) -> Any:
     # ``import cral_lib`` does not pull in torch.
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _TOP_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_TOP_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -121,7 +121,9 @@ for path in sorted(run.run_dir.glob(f"*_{split}.*")):
 # - `predictions_test.csv`: the table above, for every image (what `cral compare` reads);
 # - `auc_test.csv`: the per-class table of the next sections;
 # - `auc_test.json`: the same with the checkpoint, its epoch and the number of images;
-# - `table1_test.csv`: the run's row laid out like the paper's Table 1, under the paper's rows.
+# - `table1_test.csv`: the run's row laid out like the paper's Table 1, under the paper's rows;
+# - `operating_test.csv`: sensitivity, specificity and PPV at one threshold per class, chosen on
+#   the validation split and kept in `thresholds.json` (chapter 11 explains them).
 
 # %%
 summary = json.loads((run.run_dir / f"auc_{split}.json").read_text())

@@ -17,6 +17,10 @@ PUBLIC = [
     "cral_lib.train.paper_recipe", "cral_lib.train.fast_recipe", "cral_lib.train.train",
     "cral_lib.train.evaluate_run", "cral_lib.train.load_run_model", "cral_lib.viz.overlay_heatmap",
     "cral_lib.cli.main", "cral_lib.cli.build_parser",
+    # using a trained model (issue 15)
+    "cral_lib.Predictor", "cral_lib.inference.Predictor", "cral_lib.inference.export_model",
+    "cral_lib.train.read_thresholds", "cral_lib.metrics.choose_thresholds", "cral_lib.metrics.operating_points",
+    "cral_lib.data.dicom.open_dicom_grey", "cral_lib.data.dicom.write_dicom",
 ]
 
 #: names of modules that moved or were split, at their old paths
@@ -54,6 +58,7 @@ def test_name_resolves(dotted):
     ("cral_lib.data.download.download", "cral_lib.fetch.run.download"),
     ("cral_lib.data.resolve_data_dir", "cral_lib.synthetic.default.resolve_data_dir"),
     ("cral_lib.train.distributed.resolve_device", "cral_lib.device.resolve_device"),
+    ("cral_lib.Predictor", "cral_lib.inference.predictor.Predictor"),
 ])
 def test_old_paths_are_the_new_objects(old, new):
     assert _resolve(old) is _resolve(new)

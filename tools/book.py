@@ -209,7 +209,8 @@ def data() -> Path:
     from cral_lib.synthetic import is_synthetic_complete, make_synthetic
 
     if not is_synthetic_complete(DATA_DIR, **BOOK_DATA):
-        print(f"writing the synthetic dataset into {DATA_DIR.relative_to(ROOT)} {BOOK_DATA}")
+        shown = DATA_DIR.relative_to(ROOT) if DATA_DIR.is_relative_to(ROOT) else DATA_DIR  # CRAL_BOOK_BUILD elsewhere
+        print(f"writing the synthetic dataset into {shown} {BOOK_DATA}")
         make_synthetic(DATA_DIR, **BOOK_DATA)
     build_cache(DATA_DIR)
     return DATA_DIR
@@ -510,7 +511,7 @@ def build() -> Path:
     if HTML.exists():
         shutil.rmtree(HTML)
     shutil.copytree(tmp_out / "_build" / "html", HTML)
-    print(f"book written to {HTML.relative_to(ROOT)}/index.html")
+    print(f"book written to {HTML.relative_to(ROOT) if HTML.is_relative_to(ROOT) else HTML}/index.html")
     return HTML
 
 

@@ -4,6 +4,10 @@ paper's Table 1 beside the run's row, and predictions per image.
 Writes into the run folder: predictions_SPLIT.csv, auc_SPLIT.csv, auc_SPLIT.json, table1_SPLIT.csv.
 With --data of another dataset than the run's own, the names say which data
 (predictions_SPLIT_on_FOLDER-HASH.csv, ...): the run's own results are never replaced.
+And the thresholds: one per class, chosen on the validation split (by default Youden's J: the
+threshold with the largest sensitivity + specificity - 1 there), kept in thresholds.json for
+`cral predict`, and the SPLIT's sensitivity, specificity and PPV at them with 95% Wilson
+intervals in operating_SPLIT.csv.
 
 examples:
   cral evaluate --run runs/r50_att1
@@ -38,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% intervals; 0 for none (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    parser.add_argument("--thresholds", default="youden", metavar="RULE",
+                        help="how the per-class thresholds are chosen on the validation split: youden "
+                             "(max sensitivity + specificity - 1), sensitivity:S (the highest threshold "
+                             "reaching sensitivity S), or none (default: youden)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,13 +62,23 @@ def run(args: argparse.Namespace) -> int:
 
     from ..train import evaluate_run
 
+    rule = None if args.thresholds.strip().lower() == "none" else args.thresholds  # evaluate_run checks it first
     result = evaluate_run(
         args.run, args.split, which=args.checkpoint, data_dir=args.data, cache_dir=args.cache, device=args.device,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress,
+        threshold_rule=rule,
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(result.auc)
         print()
         print(result.table1)
+        if result.operating is not None:
+            shown = result.operating[["threshold", "sensitivity", "sens_lo", "sens_hi", "specificity", "spec_lo",
+                                      "spec_hi", "tp", "fp"]]
+            print(f"\nat the thresholds chosen on the validation split ({rule}), on the {args.split} split:")
+            print(shown)
+            n = result.normal
+            print(f"images without any finding: {n['flagged']} of {n['normal_images']} get at least one finding "
+                  f"called ({n['flagged_share']:.1%}, 95% CI {n['flagged_lo']:.1%}-{n['flagged_hi']:.1%})")
     print(f"\nwritten to {result.run_dir}: {', '.join(result.files)}")
     return 0

@@ -31,7 +31,7 @@ _CORRUPT_HINT = (
 )
 
 
-def _to_grey(image: Image.Image) -> Image.Image:
+def to_grey(image: Image.Image) -> Image.Image:
     """Return a mode-``L`` copy of an opened PIL image (see the module docstring)."""
     mode = image.mode
     if mode == "L":
@@ -126,7 +126,7 @@ def open_grey(path: str | os.PathLike | BinaryIO, name: str | None = None) -> Im
             _check_png_content(path, label)
         with Image.open(path) as image:
             image.load()
-            grey = _to_grey(image)
+            grey = to_grey(image)
             # Closing the file invalidates the image itself: return a copy of it.
             return grey.copy() if grey is image else grey
     except DataError:
@@ -187,4 +187,6 @@ def resize_grey(image, size: int) -> np.ndarray:
     return np.asarray(image.resize((size, size), Image.BILINEAR))
 
 
-__all__ = ["load_grey", "open_grey", "resize_grey"]
+_to_grey = to_grey  # its name before the DICOM reader shared it
+
+__all__ = ["load_grey", "open_grey", "resize_grey", "to_grey"]

@@ -14,6 +14,9 @@ reader needs to judge them:
 - :func:`paired_bootstrap`: the difference of two models' AUCs on the *same* resampled images,
   with its interval and a two-sided bootstrap p-value.
 - :func:`roc_curves`: the ROC points of each class (Fig. 4 of the paper).
+- :func:`choose_thresholds`, :func:`operating_points`, :func:`normal_false_positives`: one
+  threshold per class chosen on the validation split (Youden's J, or a target sensitivity), and
+  the sensitivity, specificity and PPV it gives on another split, with 95% Wilson intervals.
 - :data:`PAPER_TABLE1`, :data:`PAPER_TABLE2`: the paper's published numbers, cited as such,
   and :func:`results_table` / :func:`format_table` to lay a run beside them.
 
@@ -22,7 +25,7 @@ labels, ``y_score`` any real scores (probabilities or logits: the AUC only uses 
 This module does not import torch or matplotlib.
 
 One module per job: ``paper.py`` (the paper's numbers), ``auc.py`` (AUC and its input checks),
-``bootstrap.py`` (intervals and paired tests), ``tables.py`` (a run beside the paper). The names
+``bootstrap.py`` (intervals and paired tests), ``operating.py`` (thresholds), ``tables.py`` (a run beside the paper). The names
 below are imported on first use (scikit-learn loads with ``auc.py``).
 """
 
@@ -43,6 +46,9 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "roc_curves": ".auc",
     "bootstrap_auc": ".bootstrap",
     "paired_bootstrap": ".bootstrap",
+    "choose_thresholds": ".operating",
+    "operating_points": ".operating",
+    "normal_false_positives": ".operating",
     "format_table": ".tables",
     "paper_comparison": ".tables",
     "results_table": ".tables",

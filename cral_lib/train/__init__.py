@@ -39,6 +39,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "run_config": ".evaluate",
     "compare_runs": ".evaluate",
     "load_predictions": ".evaluate",
+    "read_thresholds": ".evaluate",
     "attention_check": ".probe",
     "AttentionCheck": ".probe",
 })

@@ -7,7 +7,11 @@ the run folder (``<split>`` is ``test`` unless asked otherwise):
 - ``predictions_<split>.csv``: one row per image: name, patient, the 14 labels and the 14 probabilities;
 - ``auc_<split>.csv`` and ``auc_<split>.json``: per-class AUC, 95% bootstrap interval, positives, negatives,
   and the mean;
-- ``table1_<split>.csv``: the run's row laid out like the paper's Table 1, with the paper's rows.
+- ``table1_<split>.csv``: the run's row laid out like the paper's Table 1, with the paper's rows;
+- ``thresholds.json``: one threshold per class, chosen on the validation split (Youden's J by
+  default, :mod:`cral_lib.metrics.operating`), which ``cral predict`` calls findings with;
+- ``operating_<split>.csv``: sensitivity, specificity and PPV of the split at those thresholds,
+  with 95% intervals (and ``auc_<split>.json`` adds them, with the normal images' false positives).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..data import BatchLoader, TestTransform
 from ..device import eval_precision
 from ..errors import CheckpointError, ConfigError
 from ..metrics import auc_table, bootstrap_auc, paired_bootstrap, results_table, roc_curves
+from ..metrics.operating import DEFAULT_RULE, choose_thresholds, normal_false_positives, operating_points, parse_rule
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .distributed import cleanup, gather_rows, setup
@@ -51,6 +56,11 @@ class EvalResult:
         files: the names of the files written into the run folder: ``predictions_<split>.csv``,
             ... , or ``predictions_<split>_on_<data>.csv``, ... when ``data_dir`` is another dataset
             than the run's own (the run's own results are never replaced by another dataset's).
+        thresholds: per class, the threshold chosen on the validation split and its validation
+            sensitivity and specificity (None when no rule was asked for).
+        operating: per class, sensitivity, specificity and PPV on this split at those thresholds,
+            with 95% Wilson intervals.
+        normal: on this split's images without any finding, how many get a finding called.
     """
 
     run_dir: Path
@@ -62,6 +72,13 @@ class EvalResult:
     labels: np.ndarray
     probs: np.ndarray
     files: list = field(default_factory=list)
+    thresholds: Any = None
+    operating: Any = None
+    normal: dict | None = None
+
+
+#: Where ``cral evaluate`` stores the thresholds chosen on the validation split.
+THRESHOLDS_FILE = "thresholds.json"
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
@@ -128,12 +145,19 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     write: bool = True,
+    threshold_rule: str | None = DEFAULT_RULE,
 ) -> EvalResult:
     """Predict a split with a run's checkpoint and measure per-class AUC with bootstrap intervals.
 
     The test-time transform is the paper's: resize to
     :func:`~cral_lib.data.augment.test_time_resize` of the training crop size (256 for 224 px
     crops) and a center crop of that size.
+
+    Thresholds: unless ``threshold_rule`` is None, one threshold per class is chosen on the
+    **validation** split by that rule (:func:`cral_lib.metrics.choose_thresholds`: ``"youden"``,
+    the maximum of sensitivity + specificity - 1, or ``"sensitivity:S"``), stored in the run as
+    ``thresholds.json`` (what ``cral predict`` calls findings with), and the evaluated split's
+    sensitivity, specificity and PPV at them are measured with 95% intervals.
 
     Args:
         run_dir: the run folder written by :func:`cral_lib.train.train`.
@@ -147,6 +171,7 @@ def evaluate_run(
         seed: seed of the bootstrap.
         progress: show a progress bar.
         write: write the CSV/JSON files into the run folder.
+        threshold_rule: the rule of the thresholds, or None for none.
     """
     if split not in ("test", "val", "train", "train_val"):
         raise ConfigError(f"split={split!r} is not one of test, val, train, train_val")
@@ -154,6 +179,8 @@ def evaluate_run(
         raise ConfigError(f"--batch-size {batch_size} must be 1 or more (default: the run's eval batch size)")
     if n_boot < 0:
         raise ConfigError(f"--bootstrap {n_boot} must be >= 0")
+    if threshold_rule is not None:
+        parse_rule(threshold_rule)  # a bad rule fails before any prediction
     run_dir = Path(run_dir)
     info, dev = setup(device)
     try:
@@ -163,13 +190,10 @@ def evaluate_run(
         if cache_dir:
             changes["cache_dir"] = str(cache_dir)
         config = config.replace(**changes)
-        loader, transform, data = split_loader(config, split, dev, batch_size, progress=progress and info.is_main,
-                                               rank=info.rank, world_size=info.world_size)
-        tag = _data_tag(config, loader.cache, state, trained_on) if data_dir else ""
-        amp_dtype = eval_precision(config.amp, dev)
-        pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress and info.is_main,
-                                desc=f"predict {split}")
-        probs = gather_rows(info, pos, probs, len(data.rows))
+        bs = batch_size or config.eval_batch_size
+        show = progress and info.is_main
+        data, probs = predict_split(model, config, split, dev, info, bs, progress=show)
+        tag = _data_tag(config, open_cache(config, progress=False), state, trained_on) if data_dir else ""
         classes = list(CLASSES)[: config.num_classes]
         labels = data.labels
         frame = data.dataset.frame.set_index("Image Index").loc[data.names]
@@ -187,25 +211,105 @@ def evaluate_run(
         roc = roc_curves(labels, probs, classes=classes)
         name = f"{config.backbone}+{config.attention} {config.variant} (this run)"
         table1 = results_table({name: table}, include_paper=True)
+        thresholds = operating = normal = None
+        n_val = 0
+        if threshold_rule is not None:
+            if split == "val":
+                val_labels, val_probs = labels, probs
+            else:
+                val, val_probs = predict_split(model, config, "val", dev, info, bs, progress=show)
+                val_labels = val.labels
+            n_val = len(val_labels)
+            thresholds = choose_thresholds(val_labels, val_probs, classes=classes, rule=threshold_rule)
+            operating = operating_points(labels, probs, thresholds["threshold"].to_numpy(), classes=classes)
+            normal = normal_false_positives(labels, probs, thresholds["threshold"].to_numpy())
         files = [f"{kind}_{split}{tag}.{ext}" for kind, ext in OUTPUTS]
+        if thresholds is not None:
+            files += [threshold_file(tag), f"operating_{split}{tag}.csv"]
         if write and info.is_main:
-            ckpt.atomic_write_text(run_dir / files[0], pred.to_csv(index=False))
-            ckpt.atomic_write_text(run_dir / files[1], table.to_csv())
-            summary = {
-                "split": split,
-                "data_dir": config.data_dir,
-                "checkpoint": str(checkpoint_path(run_dir, which)),
-                "epoch": int(state.get("epoch", 0)),
-                "n_images": int(len(labels)),
-                "mean_auc": _finite(table.loc["Mean", "auc"]),
-                "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
-                "table": json.loads(table.to_json(orient="index")),
-            }
-            ckpt.atomic_write_text(run_dir / files[2], json.dumps(summary, indent=2) + "\n")
-            ckpt.atomic_write_text(run_dir / files[3], table1.to_csv())
-        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs, files)
+            _write_results(run_dir, files, split, which, state, config.data_dir, pred, table, table1, labels, classes,
+                           threshold_rule, thresholds, operating, normal, n_val)
+        return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs, files=files, thresholds=thresholds,
+                          operating=operating, normal=normal)
     finally:
         cleanup(info)
+
+
+def predict_split(model: Any, config: TrainConfig, split: str, dev: Any, info: Any, batch_size: int | None = None,
+                  progress: bool = False):
+    """One split of a run's data through its test-time path (:func:`split_loader`) and the model.
+
+    Returns:
+        ``(split, probs)``: the split (rows, labels, names) and its ``(n, C)`` probabilities,
+        gathered from every process under torchrun.
+    """
+    loader, transform, data = split_loader(config, split, dev, batch_size, progress=progress, rank=info.rank,
+                                           world_size=info.world_size)
+    amp_dtype = eval_precision(config.amp, dev)
+    pos, probs, _ = predict(model, loader, transform, dev, amp_dtype, progress=progress, desc=f"predict {split}")
+    return data, gather_rows(info, pos, probs, len(data.rows))
+
+
+def threshold_file(tag: str = "") -> str:
+    """The thresholds' file name: ``thresholds.json`` for the run's own data, ``thresholds<tag>.json`` for another's."""
+    return THRESHOLDS_FILE if not tag else f"thresholds{tag}.json"
+
+
+def _write_results(run_dir: Path, files: list[str], split: str, which: str, state: dict, data_dir: str, pred: Any,
+                   table: Any, table1: Any, labels: np.ndarray, classes: list[str], rule: str | None, thresholds: Any,
+                   operating: Any, normal: dict | None, n_val: int) -> None:
+    """The files of :func:`evaluate_run`, under the names ``files`` (see the module docstring)."""
+    ckpt.atomic_write_text(run_dir / files[0], pred.to_csv(index=False))
+    ckpt.atomic_write_text(run_dir / files[1], table.to_csv())
+    summary = {
+        "split": split,
+        "data_dir": data_dir,
+        "checkpoint": str(checkpoint_path(run_dir, which)),
+        "epoch": int(state.get("epoch", 0)),
+        "n_images": int(len(labels)),
+        "mean_auc": _finite(table.loc["Mean", "auc"]),
+        "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
+        "table": json.loads(table.to_json(orient="index")),
+    }
+    if thresholds is not None:
+        summary["at_thresholds"] = {"rule": rule, "normal_images": {k: _finite(v) for k, v in normal.items()},
+                                    "per_class": json.loads(operating.to_json(orient="index"))}
+        ckpt.atomic_write_text(run_dir / files[5], operating.to_csv())
+        chosen = {
+            "rule": rule,
+            "split": "val",
+            "data_dir": data_dir,
+            "n_images": int(n_val),
+            "checkpoint": str(checkpoint_path(run_dir, which)),
+            "epoch": int(state.get("epoch", 0)),
+            "called_when": "probability >= threshold; a class without a threshold is never called",
+            "classes": {c: {"threshold": _finite(r.threshold), "sensitivity": _finite(r.sensitivity),
+                            "specificity": _finite(r.specificity), "positives": int(r.positives),
+                            "negatives": int(r.negatives), "note": r.note}
+                        for c, r in thresholds.iterrows()},
+        }
+        ckpt.atomic_write_text(run_dir / files[4], json.dumps(chosen, indent=2) + "\n")
+    ckpt.atomic_write_text(run_dir / files[2], json.dumps(summary, indent=2) + "\n")
+    ckpt.atomic_write_text(run_dir / files[3], table1.to_csv())
+
+
+def read_thresholds(run_dir: str | Path) -> dict[str, Any] | None:
+    """The thresholds ``cral evaluate`` stored in a run (``thresholds.json``), or None when there are none.
+
+    Returns:
+        The file's mapping: ``rule``, ``split``, ``checkpoint``, ``epoch``, ``classes`` (class ->
+        ``threshold`` (None: never called), ``sensitivity``, ``specificity``, ...).
+    """
+    path = Path(run_dir) / THRESHOLDS_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}): run `cral evaluate --run {run_dir}` again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
+        raise CheckpointError(f"{path} holds no per-class thresholds: run `cral evaluate --run {run_dir}` again")
+    return data
 
 
 #: The files of an evaluation (``<kind>_<split><tag>.<ext>``), in the order they are written.
@@ -304,5 +408,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
 
 
 # eval_precision lived here before cral_lib.device; importable from here still.
-__all__ = ["EvalResult", "eval_precision", "evaluate_run", "split_loader", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
+__all__ = ["EvalResult", "THRESHOLDS_FILE", "eval_precision", "evaluate_run", "split_loader", "predict_split",
+           "read_thresholds", "threshold_file", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
            "compare_runs"]
