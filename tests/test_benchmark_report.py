@@ -67,3 +67,25 @@ def test_cli_rejects_a_missing_folder(tmp_path, capsys):
         report.main([str(tmp_path / "nope")])
     assert exc.value.code == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def readme_results() -> str:
+    """The README's "Results and performance" section."""
+    text = (ROOT / "README.md").read_text()
+    return text.split("## Results and performance", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_results_come_from_stored_json():
+    """Each figure the README states about the fast recipe's run is the stored JSON's, rounded as printed."""
+    r = json.loads((RESULTS / "synthetic_auc_cpu.json").read_text())
+    att = r["attention"]
+    section = readme_results()
+    assert "benchmarks/results/synthetic_auc_cpu.json" in section
+    for figure in (f"{r['mean_auc']:.3f}", f"{r['ci_low']:.3f}-{r['ci_high']:.3f}", f"{r['test_images']:,}",
+                   f"{r['seconds']['train']:,.0f} s", f"{att['within_map_range']:.3f}",
+                   f"{att['drop']:+.4f}", f"{att['drop_ci'][0]:+.4f} to {att['drop_ci'][1]:+.4f}"):
+        assert figure in section, f"README's results do not state {figure!r} from synthetic_auc_cpu.json"
+    fb = json.loads((RESULTS / "fast_backbone_cpu.json").read_text())
+    best = {(x["candidate"], x["precision"], x["format"]): x["images_per_s"] for x in fb["rows"]}
+    ratio = best[("small_resnet@112", "fp32", "default")] / best[("resnet18@64", "fp32", "default")]
+    assert f"{ratio:.2f}" in section
