@@ -8,10 +8,12 @@
 # {cite}`wang2017chestxray8`, so it can be measured. This chapter scores the maps of chapter 9
 # against the boxes with two standard measures, the pointing game {cite}`zhang2018pointing` and
 # the overlap of a thresholded map with the box (IoU, and the IoBB of Wang et al.), class by
-# class. It compares three kinds of maps: CRAL's attention maps $a^c$ (Eq. 3), CRAL's own class
-# activation maps, and the class activation maps (CAM) {cite}`zhou2016cam` of the baseline
-# without attention (Table 2's "w/o attention", the run of chapter 8's grid), and it puts them next
-# to maps that know nothing about the image, so that the numbers can be judged.
+# class. It compares four kinds of maps: CRAL's attention maps $a^c$ (Eq. 3), CRAL's own class
+# activation maps, the class activation maps (CAM) {cite}`zhou2016cam` of the baseline without
+# attention (Table 2's "w/o attention", the run of chapter 8's grid) and the paper's own Fig. 5
+# heatmap, and it puts them next to maps that know nothing about the image (a centre, a random
+# and a class-prior map) and to the best that any map of their resolution could score, so that
+# the numbers can be judged.
 #
 # You will learn how each measure is computed (once by hand, then for every box with
 # `cral_lib.localize`), how large the uncertainty of such numbers is on a few hundred boxes, and
