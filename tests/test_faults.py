@@ -450,6 +450,8 @@ base = {
     "download": ["--out", f"{tmp}/download", "--metadata-only", "--no-space-check"],
     "evaluate": ["--run", f"{tmp}/no/such/run"],
     "compare": [f"{tmp}/no/such/a", f"{tmp}/no/such/b"],
+    "predict": ["--run", f"{tmp}/no/such/run", f"{tmp}/no/such/image.png", "--out", f"{tmp}/predicted"],
+    "export": ["--run", f"{tmp}/no/such/run", "--out", f"{tmp}/model.pt"],
     "info": [],
 }
 sub = next(a for a in build_parser()._actions if a.dest == "command")
@@ -594,15 +596,16 @@ def test_a_folder_with_any_file_of_a_run_is_not_trained_over(work, tmp_path, pre
 
 def test_evaluate_on_other_data_writes_beside_the_runs_own_results(work, tmp_path):
     run = work / "run"
-    own = {p.name: p.read_bytes() for p in run.glob("*_test.*")}
-    assert len(own) == 4
+    own = {p.name: p.read_bytes() for p in [*run.glob("*_test.*"), run / "thresholds.json"]}
+    assert len(own) == 6  # predictions, auc (csv, json), table1, operating, and the thresholds
     other = synthetic_release(tmp_path / "other", 120, 64)
     proc = cral("evaluate", "--run", run, "--data", other, "--bootstrap", 10, "--no-progress", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
-    assert {p.name: p.read_bytes() for p in run.glob("*_test.*")} == own  # the run's own results untouched
-    written = sorted(p.name for p in run.glob("*_test_on_other-*"))
-    assert len(written) == 4 and all(name in proc.stdout for name in written)
-    for p in run.glob("*_test_on_other-*"):
+    # the run's own results untouched, the thresholds cral predict uses included
+    assert {p.name: p.read_bytes() for p in [*run.glob("*_test.*"), run / "thresholds.json"]} == own
+    written = sorted(p.name for p in [*run.glob("*_test_on_other-*"), *run.glob("thresholds_on_other-*")])
+    assert len(written) == 6 and all(name in proc.stdout for name in written)
+    for p in [*run.glob("*_test_on_other-*"), *run.glob("thresholds_on_other-*")]:
         p.unlink()
 
 
