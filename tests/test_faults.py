@@ -92,6 +92,22 @@ class Started:
         proc.wait(timeout=30)
         return family
 
+    def kill9_at(self, delays, *args: str, prelude: str | None = None) -> int:
+        """Start the command and ``kill -9`` it after each delay in turn, checking that nothing of it survives.
+
+        Stops early when a run finishes before its kill; returns how many runs were killed.
+        """
+        killed = 0
+        for delay in delays:
+            proc = self.start(*args, prelude=prelude)
+            time.sleep(delay)
+            if proc.poll() is not None:
+                break
+            family = self.kill9(proc)
+            killed += 1
+            assert not wait_gone(family), f"processes left after kill -9 of cral {args[0]}: {alive(family)}"
+        return killed
+
     def cleanup(self) -> None:
         for proc in self.procs:
             try:
@@ -232,16 +248,7 @@ def test_kill9_of_prepare_leaves_no_process_and_the_next_run_resumes_to_the_same
         big_release, clean_cache, tmp_path, started):
     out = tmp_path / "cache"
     args = ("prepare", "--data", big_release, "--size", 64, "--out", out, "--workers", 2, "--no-progress")
-    killed = 0
-    for delay in (0.2, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0):
-        proc = started.start(*args)
-        time.sleep(delay)
-        if proc.poll() is not None:
-            break
-        family = started.kill9(proc)
-        killed += 1
-        assert not wait_gone(family), f"processes left after kill -9 of cral prepare: {alive(family)}"
-    assert killed >= 2
+    assert started.kill9_at((0.2, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0), *args) >= 2
     proc = cral(*args)
     assert proc.returncode == 0, proc.stderr
     same_cache(out, clean_cache)
@@ -278,16 +285,7 @@ def test_a_lock_held_by_a_live_process_is_one_line_naming_it(make_release, tmp_p
 def test_kill9_of_synth_leaves_no_process_and_the_next_run_finishes(tmp_path, started):
     out = tmp_path / "synth"
     args = ("synth", "--out", out, "--images", 300, "--size", 256, "--workers", 2, "--quiet")
-    killed = 0
-    for delay in (0.5, 2.0, 3.5):
-        proc = started.start(*args)
-        time.sleep(delay)
-        if proc.poll() is not None:
-            break
-        family = started.kill9(proc)
-        killed += 1
-        assert not wait_gone(family), f"processes left after kill -9 of cral synth: {alive(family)}"
-    assert killed >= 1
+    assert started.kill9_at((0.5, 2.0, 3.5), *args) >= 1
     proc = cral(*args, timeout=LIMIT)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "SYNTHETIC.json").read_text())["complete"] is True
@@ -788,16 +786,7 @@ def test_kill9_of_download_cache_only_leaves_no_process_and_the_rerun_gives_the_
             "--retries", 1, "--retry-wait", 0.01)
     slow = Server(blobs, rate=sum(map(len, blobs.values())) / 6)  # about 6 s for the three archives
     try:
-        killed = 0
-        for delay in (0.8, 2.0, 3.5):
-            proc = started.start(*args, "--base-url", slow.url, prelude=prelude)
-            time.sleep(delay)
-            if proc.poll() is not None:
-                break
-            family = started.kill9(proc)
-            killed += 1
-            assert not wait_gone(family), f"processes left after kill -9 of cral download: {alive(family)}"
-        assert killed >= 2
+        assert started.kill9_at((0.8, 2.0, 3.5), *args, "--base-url", slow.url, prelude=prelude) >= 2
     finally:
         slow.close()
     fast = Server(blobs)
