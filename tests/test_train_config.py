@@ -206,11 +206,16 @@ def test_explicit_bf16_on_an_emulating_gpu_warns_and_names_it(monkeypatch):
         assert amp_settings("bf16", "cuda") == (torch.bfloat16, False)
 
 
-def test_precision_on_the_cpu():
+@pytest.mark.parametrize("avx512_bf16, amx", [(True, False), (False, True), (False, False)])
+def test_precision_on_the_cpu(monkeypatch, avx512_bf16, amx):
     from cral_lib.device import amp_settings, native_bf16
 
-    assert not native_bf16("cpu")
-    assert amp_settings("auto", "cpu") == (None, False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    native = avx512_bf16 or amx
+    assert native_bf16("cpu") == native
+    assert amp_settings("auto", "cpu") == ((torch.bfloat16, False) if native else (None, False))
+    assert amp_settings("off", "cpu") == (None, False)
     assert amp_settings("bf16", "cpu") == (torch.bfloat16, False)
     with pytest.raises(ConfigError, match="amp='fp16' needs a GPU"):
         amp_settings("fp16", "cpu")
@@ -237,6 +242,18 @@ def test_collectives_use_the_gpu_under_nccl_and_the_cpu_under_gloo(monkeypatch):
     monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
     assert all_reduce_mean(DistInfo(rank=0, world_size=2), 0.25) == 0.25
     assert seen == [torch.device("cpu")]
+
+
+def test_cpu_precision_query_that_fails_says_no(monkeypatch):
+    from cral_lib.device import native_bf16
+
+    def broken():
+        raise RuntimeError("no cpuinfo")
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", broken, raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert native_bf16("cpu") is False
+    assert native_bf16("mps") is False
 
 
 def test_predictions_use_full_precision_on_the_cpu_and_no_emulated_bf16(monkeypatch):

@@ -92,8 +92,9 @@ class TrainConfig:
         cache_size: side of the cached images the crops are taken from (paper: 256).
         val_fraction: share of the train_val patients held out for validation.
         seed: seed of the validation split, the shuffling, the augmentation and the initialization.
-        amp: mixed precision: ``auto`` (bf16 on GPUs with native bf16, else fp16 with a gradient scaler,
-            on GPU; off on CPU), ``bf16``, ``fp16`` or ``off``.
+        amp: mixed precision: ``auto`` (bf16 where the device has it natively: GPUs from Ampere on,
+            CPUs with AVX512-BF16 or AMX; fp16 with a gradient scaler on older GPUs; else off),
+            ``bf16``, ``fp16`` or ``off``. See :func:`cral_lib.device.amp_settings`.
         channels_last: use the channels-last memory format (``None``: on GPU only).
         compile: wrap the model in ``torch.compile``.
         device: ``auto`` (CUDA, then MPS, then CPU), or a torch device string.
