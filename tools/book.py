@@ -673,10 +673,11 @@ def check_weights(plan: dict) -> None:
 
 
 def _keep_results(runs_dir: Path, names: list[str], out: Path) -> None:
-    """Copy each run's small result files (no checkpoints) into the edition's ``results/``."""
+    """Copy each run's small result files (no checkpoints, no predictions) into the edition's ``results/``."""
     for name in names:
         for path in sorted((runs_dir / name).glob("*")):
-            if path.is_file() and path.suffix in (".json", ".jsonl", ".csv", ".yaml") and path.stat().st_size < 2**22:
+            if (path.is_file() and path.suffix in (".json", ".jsonl", ".csv", ".yaml")
+                    and not path.name.startswith("predictions_")):  # one row per test image: megabytes
                 target = out / "results" / name / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)

@@ -175,12 +175,13 @@ def run_state(run_dir: Path, epochs: int) -> tuple[str, int]:
 
 
 def run_fingerprint(run_dir: Path) -> str:
-    """What a chapter saw of a run: its config and its metrics log (what training changes)."""
-    h = hashlib.sha256()
-    for name in ("config.yaml", "metrics.jsonl"):
-        path = run_dir / name
-        h.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-") + b"\0")
-    return h.hexdigest()[:16]
+    """What a chapter saw of a run: its metrics log, which changes exactly when the run trains.
+
+    (Its config is in the folder's name; ``config.yaml`` itself is rewritten by every chapter that
+    resumes the run with its own resumable fields, so it does not count.)
+    """
+    log = run_dir / "metrics.jsonl"
+    return hashlib.sha256(log.read_bytes() if log.exists() else b"-").hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- the machine and the data
@@ -326,7 +327,7 @@ def banner(meta: dict[str, Any], what: str = "This page") -> str:
     profile = {"full": "full (the paper's parameters)", "fast": "fast (minutes on a CPU)"}[meta["profile"]]
     if meta.get("shrink"):
         profile += ", shrunk to tiny sizes for a test"
-    gpu = meta["device"] if not meta["device"].startswith("CPU (") else f"none ({meta['device']})"
+    gpu = meta["device"] if not meta["device"].startswith("CPU (") else f"none, executed on a {meta['device']}"
     lines = [f"{what} shows outputs of the **{profile}** edition of the book.", "",
              f"- data: {describe_data(meta['data'])}", f"- GPU: {gpu}", f"- outputs made: {date} (UTC)"]
     if meta.get("weights") == "none":
