@@ -216,7 +216,9 @@ def test_interrupted_full_edition_resumes_and_builds_from_executed(tmp_path, mon
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "jupyter-book failed" not in res.stdout
     html = build / "html"
-    for page in book.pages():
+    pages = [book.pages()[0]] + [p for p in book.pages() if p.startswith("notebooks/")]  # landing page, chapters
+    assert len(pages) == 1 + len(book.chapters())
+    for page in pages:
         text = (html / page).read_text()
         assert "This edition" in text and "240 images at 64 px" in text, page
         assert "random weights" in text and "GPU: none, executed on a CPU" in text, page
@@ -228,3 +230,32 @@ def test_interrupted_full_edition_resumes_and_builds_from_executed(tmp_path, mon
         assert shots.returncode == 0, shots.stderr[-3000:]
         report = json.loads((build / "screenshots" / "report.json").read_text())
         assert sorted(report) == sorted(book.pages()) and all(e["status"] == 200 for e in report.values())
+
+
+def test_digest_changes_with_each_input_and_banner_states_the_metadata(book, tmp_path):
+    ed = book.edition
+    src = tmp_path / "06_x.py"
+    src.write_text("x = 1\n")
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    context = {"profile": "full", "shrink": False, "weights": "imagenet", "data": {"path": "d"}}
+    first = ed.digest(src, {"epochs": 30}, context, {"r": ed.run_fingerprint(run)})
+    assert ed.run_state(run, 30) == ("new", 0)
+    (run / "config.yaml").write_text("seed: 0\n")  # rewritten by every chapter that resumes the run: no change
+    assert ed.digest(src, {"epochs": 30}, context, {"r": ed.run_fingerprint(run)}) == first
+    assert ed.digest(src, {"epochs": 31}, context, {"r": ed.run_fingerprint(run)}) != first
+    assert ed.digest(src, {"epochs": 30}, {**context, "weights": "none"}, {"r": ed.run_fingerprint(run)}) != first
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n')  # the run trained one more epoch
+    assert ed.run_state(run, 30) == ("partial", 1)
+    assert ed.digest(src, {"epochs": 30}, context, {"r": ed.run_fingerprint(run)}) != first
+    src.write_text("x = 2\n")
+    assert ed.digest(src, {"epochs": 30}, context, {"r": ed.run_fingerprint(run)}) != first
+
+    meta = {"profile": "full", "shrink": False, "weights": "imagenet", "device": "NVIDIA H200",
+            "date": "2027-03-04T05:06:07+00:00",
+            "data": {"kind": "real", "images": 112120, "path": "x", "train_val": 86524, "test": 25596}}
+    text = ed.banner(meta)
+    assert ":class: note" in text and "**full (the paper's parameters)**" in text
+    assert "real ChestX-ray14, 112,120 images" in text and "GPU: NVIDIA H200" in text
+    assert "outputs made: 2027-03-04 (UTC)" in text and "ImageNet weights" in text
+    assert "random weights" in ed.banner({**meta, "weights": "none"})

@@ -2,14 +2,15 @@
 
 Usage (from the repository root, inside the project's environment)::
 
-    python tools/book.py sync         # rewrite the paired .ipynb (and badges) from the .py sources
-    python tools/book.py check        # fail if a pair or a badge is out of date (no writes)
+    python tools/book.py sync         # rewrite the paired .ipynb (and badges), and editions/README.md's table
+    python tools/book.py check        # fail if a pair, a badge or that table is out of date (no writes)
     python tools/book.py figures      # redraw book/figures/ (the architecture diagram)
     python tools/book.py data         # the embedded synthetic dataset and its cache, once
     python tools/book.py execute      # run every chapter with papermill in its fast mode
     python tools/book.py build        # stage the executed chapters and run `jb build -W -n`
     python tools/book.py screenshots  # headless Chromium: one screenshot per page, figure count
     python tools/book.py all          # check, data, execute, build, and screenshots if Chromium is found
+    python tools/book.py profiles     # the fast and the full profile side by side (editions/README.md)
 
 Everything it makes lives under ``_build/`` (or ``$CRAL_BOOK_BUILD``):
 
@@ -27,6 +28,22 @@ naming the chapter and the cell.
 
 The notebooks are executed with the parameters they carry (their fast mode); pass
 ``--param name=value`` to override one in every notebook that has it.
+
+A full-scale edition (the paper's parameters, on a GPU; see editions/README.md)::
+
+    python tools/book.py profiles                               # the fast and full profiles, chapter by chapter
+    python tools/book.py execute --profile full --dry-run       # the plan: runs, estimated time, disk
+    python tools/book.py execute --profile full [--data DIR] [--weights none] [--out DIR]
+    python tools/book.py build --from-executed DIR              # the HTML book from stored notebooks
+    python tools/book.py screenshots                            # the browser check, on that book
+
+``--profile full`` executes each chapter with the parameters of ``FULL`` in tools/edition.py,
+on ``--data DIR`` or a 20,000-image ``cral synth`` set, with its runs in ``_build/full/runs``
+(shared between chapters by their config, resumed when interrupted) and the edition (executed
+notebooks with ``metadata.cral_edition``, ``results/``, ``manifest.json``) in
+``_build/full/edition``. A second call executes only the chapters whose digest (source,
+parameters, profile, data, the runs they used) changed. ``--shrink`` is for tests only: the
+same code path on a tiny set, one epoch, in ``_build/full-shrunk``.
 """
 
 from __future__ import annotations
@@ -942,7 +959,7 @@ def screenshots(if_browser: bool = False) -> dict:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             for rel in pages():
                 shot = SHOTS / (rel.replace("/", "__").replace(".html", ".png"))
-                entry = {"url": rel, "screenshot": str(shot.relative_to(ROOT))}
+                entry = {"url": rel, "screenshot": str(shot.relative_to(ROOT) if shot.is_relative_to(ROOT) else shot)}
                 resp = page.goto(base + rel, wait_until="load", timeout=60_000)
                 entry["status"] = resp.status if resp else None
                 entry["title"] = page.title()
