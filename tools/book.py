@@ -2,14 +2,15 @@
 
 Usage (from the repository root, inside the project's environment)::
 
-    python tools/book.py sync         # rewrite the paired .ipynb (and badges) from the .py sources
-    python tools/book.py check        # fail if a pair or a badge is out of date (no writes)
+    python tools/book.py sync         # rewrite the paired .ipynb (and badges), and editions/README.md's table
+    python tools/book.py check        # fail if a pair, a badge or that table is out of date (no writes)
     python tools/book.py figures      # redraw book/figures/ (the architecture diagram)
     python tools/book.py data         # the embedded synthetic dataset and its cache, once
     python tools/book.py execute      # run every chapter with papermill in its fast mode
     python tools/book.py build        # stage the executed chapters and run `jb build -W -n`
     python tools/book.py screenshots  # headless Chromium: one screenshot per page, figure count
     python tools/book.py all          # check, data, execute, build, and screenshots if Chromium is found
+    python tools/book.py profiles     # the fast and the full profile side by side (editions/README.md)
 
 Everything it makes lives under ``_build/`` (or ``$CRAL_BOOK_BUILD``):
 
@@ -27,6 +28,22 @@ naming the chapter and the cell.
 
 The notebooks are executed with the parameters they carry (their fast mode); pass
 ``--param name=value`` to override one in every notebook that has it.
+
+A full-scale edition (the paper's parameters, on a GPU; see editions/README.md)::
+
+    python tools/book.py profiles                               # the fast and full profiles, chapter by chapter
+    python tools/book.py execute --profile full --dry-run       # the plan: runs, estimated time, disk
+    python tools/book.py execute --profile full [--data DIR] [--weights none] [--out DIR]
+    python tools/book.py build --from-executed DIR              # the HTML book from stored notebooks
+    python tools/book.py screenshots                            # the browser check, on that book
+
+``--profile full`` executes each chapter with the parameters of ``FULL`` in tools/edition.py,
+on ``--data DIR`` or a 20,000-image ``cral synth`` set, with its runs in ``_build/full/runs``
+(shared between chapters by their config, resumed when interrupted) and the edition (executed
+notebooks with ``metadata.cral_edition``, ``results/``, ``manifest.json``) in
+``_build/full/edition``. A second call executes only the chapters whose digest (source,
+parameters, profile, data, the runs they used) changed. ``--shrink`` is for tests only: the
+same code path on a tiny set, one epoch, in ``_build/full-shrunk``.
 """
 
 from __future__ import annotations
@@ -40,6 +57,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def _load_edition():
+    """tools/edition.py (the profiles, the plan, the digests, the banners), beside this file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cral_book_edition", Path(__file__).with_name("edition.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+edition = _load_edition()
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = Path(os.environ.get("CRAL_BOOK_BUILD") or ROOT / "_build")  # where everything is made
@@ -179,6 +210,8 @@ def check(verbose: bool = True) -> list[str]:
     for ipynb in sorted(NOTEBOOKS.glob("*.ipynb")):
         if not ipynb.with_suffix(".py").exists():
             problems.append(f"{ipynb.relative_to(ROOT)}: has no .py source")
+    if EDITIONS_README.exists() and EDITIONS_README.read_text() != editions_readme():
+        problems.append(f"{EDITIONS_README.relative_to(ROOT)}: the table of the two profiles is out of date")
     if verbose:
         for p in problems:
             print(p)
@@ -187,7 +220,23 @@ def check(verbose: bool = True) -> list[str]:
     return problems
 
 
+#: The editions' README, whose table of the two profiles `sync` writes.
+EDITIONS_README = ROOT / "editions" / "README.md"
+_PROFILES_BLOCK = re.compile(r"(<!-- profiles:[^\n]*-->\n).*?(<!-- end of profiles -->)", re.S)
+
+
+def editions_readme() -> str:
+    """editions/README.md with its table of the two profiles written from the current sources."""
+    text = EDITIONS_README.read_text()
+    return _PROFILES_BLOCK.sub(lambda m: m.group(1) + edition.profile_table(chapters(strict=False)) + m.group(2), text)
+
+
 def sync() -> None:
+    if EDITIONS_README.exists():
+        new = editions_readme()
+        if new != EDITIONS_README.read_text():
+            EDITIONS_README.write_text(new)
+            print(f"updated {EDITIONS_README.relative_to(ROOT)}")
     for src in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")):
         text, nb = expected_pair(src)
         if text != src.read_text():
@@ -237,10 +286,10 @@ def figures(out_dir: Path = ROOT / "book" / "figures") -> list[Path]:
 # ----------------------------------------------------------------------------- execute
 
 
-def _env() -> dict:
+def _env(data_dir: Path | None = None, runs_dir: Path | None = None) -> dict:
     env = dict(os.environ)
-    env["CRAL_DATA_DIR"] = str(DATA_DIR)
-    env["CRAL_RUNS_DIR"] = str(RUNS_DIR)
+    env["CRAL_DATA_DIR"] = str(data_dir or DATA_DIR)
+    env["CRAL_RUNS_DIR"] = str(runs_dir or RUNS_DIR)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.pop("MPLBACKEND", None)  # plots must stay inline, or they vanish from the book
     # progress bars are widgets in a notebook, which a static page cannot show: the chapters
@@ -480,30 +529,347 @@ def execute(only: list[str] | None = None, params: dict | None = None, limits: s
     return times
 
 
+# ----------------------------------------------------------------------------- the full-scale edition
+
+#: Where the measured step rates of the plan come from (benchmarks/run_all.sh writes them).
+BENCH_RESULTS = ROOT / "benchmarks" / "results"
+
+
+def refuse(message: str) -> None:
+    """Bad input: one line naming the value and the fix, exit status 2."""
+    print(f"tools/book.py: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def edition_root(shrink: bool = False) -> Path:
+    """Where the full profile keeps its data, runs, logs and (by default) its edition."""
+    return BUILD / ("full-shrunk" if shrink else "full")
+
+
+def edition_data(data: str | None, shrink: bool = False, make: bool = True) -> Path:
+    """The full profile's release folder: ``--data DIR``, else its synthetic set (made once)."""
+    from cral_lib.errors import CralError
+    from cral_lib.synthetic import is_synthetic_complete, make_synthetic, resolve_data_dir
+
+    if data:
+        try:
+            return resolve_data_dir(data)
+        except CralError as exc:
+            refuse(f"--data {data}: {exc}")
+    spec = edition.SHRINK_DATA if shrink else edition.FULL_DATA
+    folder = edition_root(shrink) / "data" / f"synthetic-{spec['n_images']}-{spec['image_size']}"
+    if make and not is_synthetic_complete(folder, **spec):
+        print(f"writing the synthetic dataset into {folder} {spec} (cral synth)", flush=True)
+        make_synthetic(folder, **spec)
+    return folder
+
+
+def edition_plan(selected: list[Path], overrides: dict, data_dir: Path, runs_dir: Path, *,
+                 profile: str = "full", weights: str = "imagenet", shrink: bool = False) -> dict:
+    """Each chapter's parameters and runs, and each run's config (run folder -> config, chapters)."""
+    from cral_lib import book as cral_book
+    from cral_lib.errors import CralError
+
+    chapters_, runs = [], {}
+    for src in selected:
+        cell = edition.cell_parameters(src.with_suffix(".ipynb"))
+        params = edition.chapter_parameters(src.stem, cell, profile, weights=weights, shrink=shrink,
+                                            overrides=overrides)
+        names = []
+        for call in edition.chapter_runs(src.stem, {**cell, **params}):
+            recipe = call.pop("name")
+            try:
+                config = cral_book.recipe(recipe, runs_dir=runs_dir, data_dir=str(data_dir), **call)
+            except CralError as exc:
+                refuse(f"{src.stem}: {exc}")
+            name = Path(config.out_dir).name
+            runs.setdefault(name, {"config": config, "chapters": []})["chapters"].append(src.stem)
+            names.append(name)
+        chapters_.append({"src": src, "params": params, "runs": list(dict.fromkeys(names))})
+    return {"chapters": chapters_, "runs": runs}
+
+
+def _split_sizes(data: dict) -> tuple[int, int, bool]:
+    """(train_val, test) images of the data, and whether they were counted (else estimated)."""
+    if data.get("train_val") is not None:
+        return data["train_val"], data["test"] or 0, True
+    from cral_lib.synthetic.rows import OFFICIAL_TEST, OFFICIAL_TRAIN_VAL
+
+    n = data.get("images") or 0
+    train_val = round(n * OFFICIAL_TRAIN_VAL / (OFFICIAL_TRAIN_VAL + OFFICIAL_TEST))
+    return train_val, n - train_val, False
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def print_plan(plan: dict, data: dict, runs_dir: Path, device: str, results_dir: Path | None = None) -> dict:
+    """Print which runs will be trained, their estimated GPU time and the disk they need.
+
+    Returns the totals (``seconds``: None when a run has no measured rate; ``disk_bytes``).
+    """
+    from cral_lib.models import build_model
+    from cral_lib.train.loop import _checkpoint_bytes  # train()'s own estimate of its checkpoints
+
+    results_dir = results_dir or BENCH_RESULTS
+    train_val, test, counted = _split_sizes(data)
+    print(f"plan: {len(plan['chapters'])} chapters; data {describe(data)}; runs in {runs_dir}; device {device}")
+    if not counted:
+        print(f"  (the data are not written yet: {train_val:,} train_val and {test:,} test images estimated from "
+              "the real release's shares)")
+    total_s, unknown, disk, sizes = 0.0, [], 0, {}
+    print(f"runs ({len(plan['runs'])}):")
+    for name, run in plan["runs"].items():
+        cfg = run["config"]
+        state, done = edition.run_state(runs_dir / name, cfg.epochs)
+        n_val = round(train_val * cfg.val_fraction)
+        n_train = min(train_val - n_val, cfg.max_train_images or train_val)
+        left = max(cfg.epochs - done, 0)
+        key = (cfg.backbone, cfg.attention, cfg.variant)
+        if key not in sizes:
+            sizes[key] = _checkpoint_bytes(build_model(**cfg.model_kwargs, weights=None))
+        if state != "done":
+            disk += sizes[key]
+        rate = edition.measured_rate(results_dir, device, cfg.backbone, cfg.attention, cfg.image_size,
+                                     edition.wanted_precision(device, cfg.amp))
+        if rate is None:
+            est = f"no measured rate for {device} ({cfg.backbone} at {cfg.image_size} px)"
+            if left:
+                unknown.append(name)
+        else:
+            seconds = left * (n_train / rate["rate"] + n_val / (rate["val_rate"] or rate["rate"]))
+            seconds += test / (rate["val_rate"] or rate["rate"]) if state != "done" else 0
+            total_s += seconds
+            src = rate["file"].relative_to(ROOT) if rate["file"].is_relative_to(ROOT) else rate["file"]
+            est = (f"est. {_hours(seconds)} at {rate['rate']:,.0f} img/s ({rate['kind']} {rate['backbone']} "
+                   f"{rate['attention']} {rate['precision']}, batch {rate['batch_size']}, {src}, "
+                   f"measured on {rate['device']})")
+        print(f"  {name}  {state} ({done}/{cfg.epochs} epochs), {n_train:,} training images; chapters "
+              f"{' '.join(c[:2] for c in run['chapters'])}; {est}")
+    cache = {cfg.cache_size for cfg in (r["config"] for r in plan["runs"].values())}
+    images = (data.get("images") or train_val + test)
+    cache_bytes = sum(images * s * s for s in cache)
+    free = shutil.disk_usage(_existing_parent(runs_dir)).free
+    print(f"estimated time on {device}: {_hours(total_s)} for the runs with a measured rate"
+          + (f"; no measured rate for {device} for {len(unknown)} run(s) still to train" if unknown else ""))
+    print(f"disk: checkpoints {disk / 1e9:.1f} GB (train()'s own estimate: weights and SGD momentum in float32, "
+          f"last.pt, best.pt and a temporary copy, for each run not done), image cache {cache_bytes / 1e9:.1f} GB "
+          f"({images:,} images x {' and '.join(f'{s} x {s}' for s in sorted(cache)) or '-'} bytes); "
+          f"{free / 1e9:.0f} GB free", flush=True)
+    return {"seconds": None if unknown else total_s, "disk_bytes": disk + cache_bytes}
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def describe(data: dict) -> str:
+    return f"{edition.describe_data(data)} ({data['path']})"
+
+
+def check_weights(plan: dict) -> None:
+    """Fetch the ImageNet weights of every backbone the plan starts from them; stop if one fails."""
+    from cral_lib.errors import WeightsError
+    from cral_lib.models import imagenet_weights
+    from cral_lib.models.backbones import download_weights
+
+    wanted = {r["config"].backbone for r in plan["runs"].values() if r["config"].weights == "imagenet"}
+    for ch in plan["chapters"]:
+        values = {**edition.cell_parameters(ch["src"].with_suffix(".ipynb")), **ch["params"]}
+        if values.get("weights") == "imagenet" and values.get("backbone"):
+            wanted.add(values["backbone"])
+    for name in sorted(wanted):
+        try:
+            download_weights(name, imagenet_weights(name), progress=False)
+        except WeightsError as exc:
+            refuse(f"{exc} For the whole edition, that last way is `--weights none`; every page then says "
+                   "that the backbones started from random weights.")
+
+
+def _keep_results(runs_dir: Path, names: list[str], out: Path) -> None:
+    """Copy each run's small result files (no checkpoints, no predictions) into the edition's ``results/``."""
+    for name in names:
+        for path in sorted((runs_dir / name).glob("*")):
+            if (path.is_file() and path.suffix in (".json", ".jsonl", ".csv", ".yaml")
+                    and not path.name.startswith("predictions_")):  # one row per test image: megabytes
+                target = out / "results" / name / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+
+
+def _write_manifest(out: Path, context: dict, plan: dict, runs_dir: Path) -> dict:
+    """The edition's manifest.json: its context, and each stored chapter's metadata."""
+    from cral_lib import __version__
+
+    chapters_ = {}
+    for ch in plan["chapters"]:
+        meta = edition.stored(out / "notebooks" / f"{ch['src'].stem}.ipynb")
+        if meta:
+            chapters_[ch["src"].stem] = {k: meta[k] for k in ("digest", "date", "seconds", "params", "runs", "device")}
+    runs = {}
+    for name, run in plan["runs"].items():
+        state, done = edition.run_state(runs_dir / name, run["config"].epochs)
+        runs[name] = {"state": state, "epochs_done": done, "epochs": run["config"].epochs,
+                      "chapters": run["chapters"]}
+    dates = sorted(c["date"] for c in chapters_.values())
+    manifest = {**context, "cral_lib": __version__, "dates": dates, "chapters": chapters_, "runs": runs}
+    tmp = out / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    os.replace(tmp, out / "manifest.json")
+    return manifest
+
+
+def execute_edition(only: list[str] | None = None, params: dict | None = None, *, data: str | None = None,
+                    weights: str = "imagenet", shrink: bool = False, out: str | None = None,
+                    dry_run: bool = False, force: bool = False, limits: str | None = None) -> dict:
+    """Execute the chapters with the full profile into an edition folder (see editions/README.md).
+
+    Prints the plan first; stops when the ImageNet weights cannot be had (unless ``weights="none"``);
+    skips each chapter whose stored digest (source, parameters, profile, data, the runs it used)
+    matches; continues the runs it finds (``train(..., resume="auto")`` in the chapters).
+    """
+    root = edition_root(shrink)
+    weights = "none" if shrink else weights
+    out_dir = Path(out) if out else root / "edition"
+    runs_dir = root / "runs"
+    data_dir = edition_data(data, shrink, make=False)
+    selected = [s for s in chapters(strict=not only) if not only or any(s.stem.startswith(o) for o in only)]
+    plan = edition_plan(selected, params or {}, data_dir, runs_dir, weights=weights, shrink=shrink)
+    device = edition.device_name()
+    described = edition.data_description(data_dir) if data_dir.exists() else {
+        "path": str(data_dir), "kind": "synthetic", "train_val": None, "test": None,
+        **{"images": (edition.SHRINK_DATA if shrink else edition.FULL_DATA)["n_images"],
+           "size": (edition.SHRINK_DATA if shrink else edition.FULL_DATA)["image_size"]}}
+    print_plan(plan, described, runs_dir, device)
+    if dry_run:
+        return plan
+    if weights == "imagenet":
+        check_weights(plan)
+    data_dir = edition_data(data, shrink)
+    context = {"profile": "full", "shrink": shrink, "weights": weights, "device": device,
+               "data": edition.data_description(data_dir)}
+    (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    for ch in plan["chapters"]:
+        src = ch["src"]
+        target = out_dir / "notebooks" / f"{src.stem}.ipynb"
+        before = edition.digest(src, ch["params"], context, {n: edition.run_fingerprint(runs_dir / n) for n in ch["runs"]})
+        meta = edition.stored(target)
+        if not force and meta and meta.get("digest") == before:
+            print(f"--- {src.stem}: up to date (digest {before}), not executed again", flush=True)
+            continue
+        print(f"--- executing {src.stem} with the full profile {ch['params']}", flush=True)
+        (root / "work" / src.stem).mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            execute_chapter(src.with_suffix(".ipynb"), target, root / "work" / src.stem, params=ch["params"],
+                            limits=LIMITS[limits or ("fast" if shrink else "full")],
+                            log=root / "logs" / f"{src.stem}.log", env=_env(data_dir, runs_dir))
+        except RuntimeError as exc:
+            failures.append(str(exc))
+            print(failures[-1], flush=True)
+            continue
+        runs_after = {n: edition.run_fingerprint(runs_dir / n) for n in ch["runs"]}
+        edition.stamp(target, {**context, "digest": edition.digest(src, ch["params"], context, runs_after),
+                               "date": edition.now(), "seconds": round(time.perf_counter() - t0, 1),
+                               "params": ch["params"], "runs": ch["runs"]})
+        _keep_results(runs_dir, ch["runs"], out_dir)
+        _write_manifest(out_dir, context, plan, runs_dir)
+        print(f"    {src.stem}: {time.perf_counter() - t0:.1f} s", flush=True)
+    manifest = _write_manifest(out_dir, context, plan, runs_dir)
+    if failures:
+        raise SystemExit("notebooks failed:\n" + "\n".join(failures))
+    print(f"edition written to {out_dir} (build it: python tools/book.py build --from-executed {out_dir})")
+    return manifest
+
+
 # ----------------------------------------------------------------------------- build
 
 
-def stage() -> None:
-    """Copy the book sources beside the executed notebooks in ``_build/src``."""
-    SRC.mkdir(parents=True, exist_ok=True)
+def stage(src: Path | None = None) -> None:
+    """Copy the book sources beside the executed notebooks in ``_build/src`` (or ``src``)."""
+    src = src or SRC
+    src.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(ROOT / name, SRC / name)
-    if (SRC / "book").exists():
-        shutil.rmtree(SRC / "book")
-    shutil.copytree(ROOT / "book", SRC / "book")
-    missing = [s.stem for s in chapters() if not (SRC / "notebooks" / f"{s.stem}.ipynb").exists()]
+        shutil.copy2(ROOT / name, src / name)
+    if (src / "book").exists():
+        shutil.rmtree(src / "book")
+    shutil.copytree(ROOT / "book", src / "book")
+    missing = [s.stem for s in chapters() if not (src / "notebooks" / f"{s.stem}.ipynb").exists()]
     if missing:
         raise SystemExit(f"not executed yet: {', '.join(missing)} (run `python tools/book.py execute`)")
 
 
-def build() -> Path:
-    """Build the HTML book with warnings as errors into ``_build/html``."""
-    stage()
+def stage_edition(edition_dir: Path, src: Path | None = None) -> dict:
+    """Stage an edition's stored executed notebooks, each page under a banner from their metadata.
+
+    Nothing is executed: the notebooks are copied from ``edition_dir/notebooks`` with one markdown
+    cell inserted after the title (profile, data, GPU, date, weights), and the landing page gets the
+    same banner for the whole edition (from ``edition_dir/manifest.json``).
+    """
+    import nbformat
+
+    src = src or BUILD / "edition_src"
+    edition_dir = Path(edition_dir)
+    manifest_file = edition_dir / "manifest.json"
+    if not manifest_file.is_file():
+        refuse(f"--from-executed {edition_dir}: no manifest.json there; give the folder that "
+               "`tools/book.py execute --profile full` wrote (its --out; default _build/full/edition)")
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except ValueError as exc:
+        refuse(f"--from-executed {edition_dir}: manifest.json is not JSON ({exc}); execute the edition again")
+    missing = [s.stem for s in chapters() if not edition.stored(edition_dir / "notebooks" / f"{s.stem}.ipynb")]
+    if missing:
+        refuse(f"--from-executed {edition_dir}: no stored executed notebook for {', '.join(missing)}; run "
+               "`python tools/book.py execute --profile full` again (it executes only what is missing)")
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    for s in chapters():
+        nb = nbformat.read(edition_dir / "notebooks" / f"{s.stem}.ipynb", as_version=4)
+        cell = nbformat.v4.new_markdown_cell(edition.banner(nb.metadata["cral_edition"]))
+        cell.metadata["tags"] = ["cral-edition-banner"]
+        nb.cells.insert(1, cell)
+        nbformat.write(nb, src / "notebooks" / f"{s.stem}.ipynb")
+    stage(src)
+    intro = src / (book_config_root() + ".md")
+    lines = intro.read_text().splitlines()
+    title = next(i for i, ln in enumerate(lines) if ln.startswith("# "))
+    lines[title + 1:title + 1] = ["", edition.banner(manifest, what="This book"), ""]
+    intro.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def book_config_root() -> str:
+    """The landing page named by ``_toc.yml`` (``book/intro``)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "_toc.yml").read_text())["root"]
+
+
+def build(from_executed: str | None = None) -> Path:
+    """Build the HTML book with warnings as errors into ``_build/html``.
+
+    Args:
+        from_executed: an edition folder (``notebooks/`` and ``manifest.json``): build from its
+            stored executed notebooks, with the banners, instead of ``_build/src``'s.
+    """
+    if from_executed:
+        src = BUILD / "edition_src"
+        stage_edition(Path(from_executed), src)
+    else:
+        src = SRC
+        stage()
     jb = shutil.which("jb", path=str(Path(sys.executable).parent)) or shutil.which("jb")
     if jb is None:
         raise SystemExit("jupyter-book is not installed: pip install -e '.[book]'")
     tmp_out = BUILD / "jb"
-    cmd = [jb, "build", str(SRC), "--path-output", str(tmp_out), "-W", "-n", "--keep-going"]
+    cmd = [jb, "build", str(src), "--path-output", str(tmp_out), "-W", "-n", "--keep-going"]
     print(" ".join(cmd), flush=True)
     res = subprocess.run(cmd, cwd=ROOT)
     if res.returncode != 0:
@@ -593,7 +959,7 @@ def screenshots(if_browser: bool = False) -> dict:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             for rel in pages():
                 shot = SHOTS / (rel.replace("/", "__").replace(".html", ".png"))
-                entry = {"url": rel, "screenshot": str(shot.relative_to(ROOT))}
+                entry = {"url": rel, "screenshot": str(shot.relative_to(ROOT) if shot.is_relative_to(ROOT) else shot)}
                 resp = page.goto(base + rel, wait_until="load", timeout=60_000)
                 entry["status"] = resp.status if resp else None
                 entry["title"] = page.title()
@@ -627,16 +993,31 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["_execute_one"]:  # the child process of run_chapter
         return _execute_one(*argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["sync", "check", "figures", "data", "execute", "build", "screenshots", "all"])
+    parser.add_argument("step", choices=["sync", "check", "figures", "data", "execute", "build", "screenshots", "all",
+                                         "profiles"])
     parser.add_argument("--only", nargs="*", help="execute only the chapters whose name starts with these")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a notebook parameter (a Python literal), e.g. --param epochs=1")
-    parser.add_argument("--limits", choices=sorted(LIMITS), default="fast",
-                        help="the cell and chapter time limits of execute (see LIMITS; default: fast)")
+    parser.add_argument("--limits", choices=sorted(LIMITS), default=None,
+                        help="the cell and chapter time limits of execute (see LIMITS; default: the profile's)")
     parser.add_argument("--if-browser", action="store_true",
                         help="screenshots: skip with a message when no Chromium is found")
     parser.add_argument("--no-screenshots", action="store_true",
                         help="all: stop after the build (make test takes the screenshots in its browser check)")
+    edition_args = parser.add_argument_group("the full-scale edition (execute --profile full; see editions/README.md)")
+    edition_args.add_argument("--profile", choices=edition.PROFILES, default="fast",
+                              help="execute: fast (the parameters cells; _build/src) or full (the paper's scale)")
+    edition_args.add_argument("--data", metavar="DIR", help="full: a release folder (default: a synthetic set of "
+                              f"{edition.FULL_DATA['n_images']:,} images, made once)")
+    edition_args.add_argument("--weights", choices=("imagenet", "none"), default="imagenet",
+                              help="full: the backbones' starting weights (none: random, and every page says so)")
+    edition_args.add_argument("--out", metavar="DIR", help="full: the edition folder (default: _build/full/edition)")
+    edition_args.add_argument("--dry-run", action="store_true", help="full: print the plan and stop")
+    edition_args.add_argument("--force", action="store_true", help="full: execute even the chapters that are up to date")
+    edition_args.add_argument("--shrink", action="store_true",
+                              help="full, for tests only: the same code path on a tiny set, one epoch (edition.SHRINK)")
+    edition_args.add_argument("--from-executed", metavar="DIR",
+                              help="build: the HTML book from an edition's stored executed notebooks, executing nothing")
     args = parser.parse_args(argv)
     import ast
 
@@ -647,6 +1028,14 @@ def main(argv: list[str] | None = None) -> int:
             params[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             params[name] = value
+    full_only = [f"--{k.replace('_', '-')}" for k in ("data", "out", "dry_run", "force", "shrink")
+                 if getattr(args, k)] + (["--weights"] if args.weights != "imagenet" else [])
+    if full_only and (args.step != "execute" or args.profile != "full"):
+        refuse(f"{full_only[0]} is an option of `execute --profile full`; add --profile full, or leave it out")
+    if args.profile != "fast" and args.step != "execute":
+        refuse(f"--profile {args.profile} is an option of execute; build an edition with `build --from-executed DIR`")
+    if args.from_executed and args.step != "build":
+        refuse("--from-executed is an option of build: python tools/book.py build --from-executed DIR")
     t0 = time.perf_counter()
     if args.step == "sync":
         sync()
@@ -656,10 +1045,15 @@ def main(argv: list[str] | None = None) -> int:
         figures()
     elif args.step == "data":
         data()
+    elif args.step == "execute" and args.profile == "full":
+        execute_edition(args.only, params, data=args.data, weights=args.weights, shrink=args.shrink, out=args.out,
+                        dry_run=args.dry_run, force=args.force, limits=args.limits)
     elif args.step == "execute":
-        execute(args.only, params, args.limits)
+        execute(args.only, params, args.limits or "fast")
     elif args.step == "build":
-        build()
+        build(args.from_executed)
+    elif args.step == "profiles":
+        print(edition.profile_table(chapters()), end="")
     elif args.step == "screenshots":
         screenshots(if_browser=args.if_browser)
     elif args.step == "all":
@@ -667,7 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if chapters():
             data()
-        execute(args.only, params, args.limits)
+        execute(args.only, params, args.limits or "fast")
         build()
         if not args.no_screenshots:
             screenshots(if_browser=True)  # the book is what `make book` promises; a browser is optional
