@@ -2,8 +2,9 @@
 
 A painter draws its finding into the :class:`~cral_lib.synthetic.render.Film` (the layers of the
 image being drawn) from the finding's parameters (:mod:`cral_lib.synthetic.scene`) and returns
-the finding's box in pixels, or None (the diffuse Edema and Emphysema get none; see
-:data:`~cral_lib.synthetic.signatures.BOXED`). Each runs at a stage of
+where its drawing has half its strength as a box in pixels, or None (the diffuse Edema and
+Emphysema get none; see :data:`~cral_lib.synthetic.signatures.BOXED`). The release's boxes are
+measured on the rendered image instead (:mod:`~cral_lib.synthetic.visibility`). Each runs at a stage of
 :func:`~cral_lib.synthetic.render.render_scene`:
 
 - ``lungs``: before the heart is drawn (Emphysema flattens the diaphragms; then the volume loss

@@ -4,8 +4,9 @@ The rule (:data:`MIN_CONTRAST`, :data:`MIN_PIXELS`, at :data:`REFERENCE_SIZE`): 
 the same patient's normal film (the same image without findings: same anatomy, pose, exposure
 and noise, :meth:`~cral_lib.synthetic.scene.Scene.alone`), a finding must change at least
 :data:`MIN_PIXELS` pixels of the 256 px image by at least :data:`MIN_CONTRAST` grey levels (of
-255). That is a small region a few grey levels brighter or darker, well inside the detector
-noise of one pixel (its standard deviation is 2 to 8 grey levels): visible, not loud.
+255). That is a small region a few grey levels brighter or darker, of the order of one pixel's
+detector noise (its standard deviation is 1 to 8 grey levels, the most in the brightest
+parts): there to be found, not loud.
 
 :func:`settle` applies it to a scene. A finding that falls short (a nodule behind the heart,
 where an opacity has no air to replace, or a faint one at low severity) is drawn again,
