@@ -553,9 +553,9 @@ plt.show()
 
 # %% [markdown]
 # Boxes differ on purpose: the real release has boxes on a few hundred images of 8 classes,
-# while the synthetic release boxes *every* localized finding (all classes but the diffuse
-# Edema and Emphysema), so that localization (Chapter 10) can be measured on every positive
-# test image.
+# while the synthetic release boxes *every* localized finding that shows (all classes but the
+# diffuse Edema and Emphysema), so that localization (Chapter 10) can be measured on every
+# positive test image whose finding can be seen.
 
 # %%
 pd.DataFrame({
