@@ -31,6 +31,8 @@ if importlib.util.find_spec("cral_lib") is None:
 # ## Setup imports
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -451,6 +453,38 @@ plt.show()
 pd.Series(SIGNATURES, name="visual signature in the phantoms").rename_axis("finding").to_frame()
 
 # %% [markdown]
+# ### Every label shows
+# A label whose finding cannot be seen in the image teaches a model nothing but noise, and a box
+# around unchanged pixels scores a heatmap against nothing. So the generator checks each finding
+# it draws: drawn **alone on the same patient's normal film** (the same image without findings:
+# same anatomy, pose, exposure and noise), it must change a small region of the 256 px image by
+# a few grey levels, the minimum contrast printed below. That is far below what a radiologist
+# would call obvious (one pixel's detector noise is of the same order), so the findings stay
+# hard to learn; it only rules out the ones that are not there at all, such as a nodule drawn
+# behind the heart, where an opacity has no air to replace. A finding that falls short is
+# drawn again, at a new place with the same severity, and if that fails too, with its severity
+# raised step by step; one that still falls short keeps its label as deliberate label noise
+# and gets no box. Each box is the bounding box of the pixels its finding changed by at least
+# the minimum contrast. `cral synth` records the rule and what it took in `SYNTHETIC.json`:
+
+# %%
+if synthetic:
+    shows = json.loads((data_dir / MARKER).read_text())["visibility"]
+    rule = shows["rule"]
+    print(f"rule: drawn alone on the patient's normal film, a finding changes at least {rule['min_pixels']} pixels "
+          f"of the {rule['reference_size']} px image by {rule['min_contrast']} grey levels (of 255) or more; "
+          f"else it is moved (up to {rule['moves']} new places), then raised (up to {rule['raises']} steps)")
+    drawn = pd.DataFrame(shows["classes"]).T.astype(int).reindex([c for c in CLASSES if c in shows["classes"]])
+    total = drawn.sum()
+    for kind in ("moved", "raised", "hidden"):
+        print(f"{kind}: {total[kind]} of {total['labelled']} labelled findings ({total[kind] / total['labelled']:.2%})")
+    print(f"label noise (labels kept on images where the finding does not show): {len(shows['hidden'])} "
+          f"({len(shows['hidden']) / total['labelled']:.2%} of the labelled findings)")
+    display(drawn.rename(columns={"min contrast": f"least contrast reached by {rule['min_pixels']} pixels"}))
+else:
+    print("this folder is not a synthetic release: its labels are as its source gave them")
+
+# %% [markdown]
 # ### Label statistics: synthetic against real
 # Because the rows are drawn from real patients, the synthetic labels follow the real
 # distribution *in expectation*. A small dataset samples few patients, though, so rare classes
@@ -519,9 +553,9 @@ plt.show()
 
 # %% [markdown]
 # Boxes differ on purpose: the real release has boxes on a few hundred images of 8 classes,
-# while the synthetic release boxes *every* localized finding (all classes but the diffuse
-# Edema and Emphysema), so that localization (Chapter 10) can be measured on every positive
-# test image.
+# while the synthetic release boxes *every* localized finding that shows (all classes but the
+# diffuse Edema and Emphysema), so that localization (Chapter 10) can be measured on every
+# positive test image whose finding can be seen.
 
 # %%
 pd.DataFrame({
@@ -541,4 +575,6 @@ pd.DataFrame({
 # - Splits must be patient-disjoint: a random image-level split puts most test patients in
 #   training and lets a pixel-free lookup score well above chance.
 # - The synthetic release has the real layout, real label statistics (up to sampling) and a
-#   patient-disjoint split; Chapter 2 turns such a folder into batches on the device.
+#   patient-disjoint split; every finding it labels changes its image by at least the minimum
+#   contrast, and its boxes surround what changed. Chapter 2 turns such a folder into batches
+#   on the device.

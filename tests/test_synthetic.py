@@ -20,7 +20,9 @@ from cral_lib import CLASSES
 from cral_lib.data import is_synthetic_complete, make_synthetic, resolve_data_dir
 from cral_lib.data import metadata as md
 from cral_lib import synthetic as synth
-from cral_lib.synthetic import painters, phantom, workers
+from cral_lib.synthetic import painters, phantom, visibility, workers
+from cral_lib.synthetic.render import render_scene
+from cral_lib.synthetic.scene import MAX_ATTEMPT, MOVES, TEXTURE, draw_scene
 from cral_lib.errors import ConfigError, DataError
 
 N, SIZE, SEED = 120, 64, 3
@@ -99,6 +101,20 @@ def test_bbox_csv_is_the_release_format(dataset):
         [float(v) for v in r[2:6]]
 
 
+def test_marker_records_how_every_label_shows(dataset, entry):
+    shows = json.loads((dataset / synth.MARKER).read_text())["visibility"]
+    assert shows["rule"] == {"min_contrast": visibility.MIN_CONTRAST, "min_pixels": visibility.MIN_PIXELS,
+                             "reference_size": visibility.REFERENCE_SIZE, "moves": MOVES,
+                             "raises": MAX_ATTEMPT - MOVES}
+    counts = pd.Series(md.label_matrix(entry).sum(axis=0), index=list(CLASSES))
+    assert {c: v["labelled"] for c, v in shows["classes"].items()} == {c: int(n) for c, n in counts.items() if n}
+    for c, v in shows["classes"].items():
+        assert v["as drawn"] + v["moved"] + v["raised"] + v["hidden"] == v["labelled"], c
+        assert (v["min contrast"] >= visibility.MIN_CONTRAST) == (v["hidden"] == 0), c
+    labels = dict(zip(entry["Image Index"], entry["Finding Labels"]))
+    assert all(c in labels[name].split("|") for name, c in shows["hidden"])
+
+
 def test_split_lists(dataset, entry):
     train_val = (dataset / synth.TRAIN_VAL_LIST).read_text().split()
     test = (dataset / synth.TEST_LIST).read_text().split()
@@ -130,13 +146,14 @@ def test_image_folders_follow_nih_archives():
 # ---------------------------------------------------------------- boxes
 
 
-def test_every_localized_positive_has_a_box_inside_the_image(entry, boxes):
+def test_every_localized_positive_that_shows_has_a_box_inside_the_image(dataset, entry, boxes):
     y = md.label_matrix(entry)
     have = set(zip(boxes["Image Index"], boxes["label"]))
+    hidden = {tuple(h) for h in json.loads((dataset / synth.MARKER).read_text())["visibility"]["hidden"]}
     expected = {
         (name, c) for name, row in zip(entry["Image Index"], y)
         for c, v in zip(CLASSES, row) if v and c in phantom.BOXED
-    }
+    } - hidden
     assert have == expected
     assert not boxes.duplicated(["Image Index", "label"]).any()
     assert (boxes[["x", "y"]] >= 0).all().all()
@@ -372,6 +389,92 @@ def test_each_finding_is_drawn_with_its_box(name):
     else:
         assert name not in ph.boxes
     assert name in phantom.SIGNATURES
+
+
+# ---------------------------------------------------------------- every label shows
+
+#: Patients per finding in the visibility test, and the least share of a finding's change
+#: (the sum of its grey-level differences from the normal film) that its box must hold.
+PATIENTS = 50
+MIN_BOX_SHARE = 0.8
+
+
+def _alone_and_normal(name: str, k: int, templates):
+    """Finding ``name`` alone on patient ``k``'s film at the reference size, and that normal film."""
+    iid = 1000 + 37 * k + CLASSES.index(name)
+    kw = dict(view="AP" if k % 3 == 0 else "PA", sex="F" if k % 2 else "M", seed=0, image_id=iid,
+              patient_id=iid, templates=templates)
+    ph = phantom.make_phantom([name], size=visibility.REFERENCE_SIZE, **kw)
+    # the normal film drawn on its own, not the one the generator compared with
+    normal = render_scene(draw_scene([], **kw), visibility.REFERENCE_SIZE, templates=templates,
+                          texture_seed=(0, TEXTURE, iid)).image
+    return ph, normal, kw
+
+
+@pytest.fixture(scope="module")
+def templates():
+    return phantom.lung_templates()
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_every_finding_shows_and_its_box_holds_its_change(name, templates):
+    kinds = []
+    for k in range(PATIENTS):
+        ph, normal, _ = _alone_and_normal(name, k, templates)
+        diff = np.abs(ph.image.astype(int) - normal.astype(int))
+        # at least MIN_PIXELS pixels changed by MIN_CONTRAST grey levels or more
+        assert np.sort(diff.ravel())[-visibility.MIN_PIXELS] >= visibility.MIN_CONTRAST, (name, k)
+        kinds.append(ph.checks[name].kind)
+        if name not in phantom.BOXED:
+            assert name not in ph.boxes
+            continue
+        x, y, w, h = (int(v) for v in ph.boxes[name])
+        assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= diff.shape[1] and y + h <= diff.shape[0]
+        inside = diff[y:y + h, x:x + w]
+        assert inside.sum() >= MIN_BOX_SHARE * diff.sum(), (name, k, inside.sum() / diff.sum())
+        assert (inside >= visibility.MIN_CONTRAST).sum() == (diff >= visibility.MIN_CONTRAST).sum()
+    assert "hidden" not in kinds
+    # most findings show as first drawn: the rule redraws the few that would not, no more
+    assert kinds.count("as drawn") >= 0.85 * PATIENTS, kinds
+
+
+def test_a_finding_that_would_not_show_is_moved_and_keeps_its_severity(templates):
+    moved = 0
+    for k in range(PATIENTS):
+        ph, normal, kw = _alone_and_normal("Nodule", k, templates)
+        check = ph.checks["Nodule"]
+        if check.attempt == 0:
+            continue
+        moved += 1
+        first = draw_scene(["Nodule"], **kw)  # attempt 0: as first drawn
+        image = render_scene(first, visibility.REFERENCE_SIZE, templates=templates,
+                             texture_seed=(0, TEXTURE, kw["image_id"])).image
+        assert visibility.measure(visibility.change(image, normal)).contrast < visibility.MIN_CONTRAST
+        if check.kind == "moved":
+            assert ph.scene.findings["Nodule"]["severity"] == first.findings["Nodule"]["severity"]
+            assert ph.scene.findings["Nodule"]["point"] != first.findings["Nodule"]["point"]
+    assert moved, "the sample should hold a nodule that had to be moved (behind the heart, or faint)"
+
+
+def test_a_finding_that_never_shows_is_label_noise_without_a_box(monkeypatch):
+    monkeypatch.setattr(visibility, "MIN_CONTRAST", 256)  # no change can reach it
+    ph = phantom.make_phantom(["Mass", "Edema"], size=64, seed=0, image_id=5)
+    assert {c.kind for c in ph.checks.values()} == {"hidden"} and ph.boxes == {}
+    first = draw_scene(["Mass", "Edema"], seed=0, image_id=5)
+    # the first drawing is kept
+    assert all("attempt" not in p for p in ph.scene.findings.values())
+    assert ph.scene.findings["Mass"]["point"] == first.findings["Mass"]["point"]
+    assert ph.scene.findings["Mass"]["severity"] == first.findings["Mass"]["severity"]
+    shows = visibility.summarize([(0, n, c.attempt, c.contrast, c.pixels) for n, c in ph.checks.items()], ["a.png"])
+    assert shows["hidden"] == [["a.png", "Edema"], ["a.png", "Mass"]]
+    assert shows["classes"]["Mass"]["hidden"] == 1
+
+
+def test_the_image_of_one_finding_is_that_finding_drawn_alone(templates):
+    for name in ("Atelectasis", "Emphysema", "Nodule"):
+        ph = phantom.make_phantom([name], size=visibility.REFERENCE_SIZE, seed=2, image_id=9, templates=templates)
+        again = render_scene(ph.scene, visibility.REFERENCE_SIZE, templates=templates, texture_seed=(2, TEXTURE, 9))
+        assert np.array_equal(ph.image, again.image)
 
 
 def test_phantom_is_deterministic_and_depends_on_the_seed():

@@ -10,7 +10,8 @@ path of the real data. One module per job:
 - ``phantom.py``: :func:`make_phantom`, one radiograph with given findings; it draws with
   ``scene.py`` (the random numbers), ``render.py`` (the anatomy and the exposure),
   ``painters.py`` (one painter per finding, keyed by :data:`SIGNATURES` of ``signatures.py``),
-  ``draw.py`` (primitives) and ``templates.py`` (real lung shapes);
+  ``draw.py`` (primitives) and ``templates.py`` (real lung shapes), and checks with
+  ``visibility.py`` that every finding it is labelled with shows (boxes from what changed);
 - ``default.py``: :func:`resolve_data_dir`, a chapter's data folder (a parameter,
   ``CRAL_DATA_DIR``, or a synthetic dataset made on first use).
 
@@ -51,4 +52,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "SIGNATURES": ".phantom",
     "BOXED": ".phantom",
     "PAINTERS": ".painters",
+    "MIN_CONTRAST": ".visibility",
+    "MIN_PIXELS": ".visibility",
+    "REFERENCE_SIZE": ".visibility",
 })

@@ -2,11 +2,13 @@
 
 A painter draws its finding into the :class:`~cral_lib.synthetic.render.Film` (the layers of the
 image being drawn) from the finding's parameters (:mod:`cral_lib.synthetic.scene`) and returns
-the finding's box in pixels, or None (the diffuse Edema and Emphysema get none; see
-:data:`~cral_lib.synthetic.signatures.BOXED`). Each runs at a stage of
+where its drawing has half its strength as a box in pixels, or None (the diffuse Edema and
+Emphysema get none; see :data:`~cral_lib.synthetic.signatures.BOXED`). The release's boxes are
+measured on the rendered image instead (:mod:`~cral_lib.synthetic.visibility`). Each runs at a stage of
 :func:`~cral_lib.synthetic.render.render_scene`:
 
-- ``lungs``: before the heart is drawn (Emphysema flattens the diaphragms);
+- ``lungs``: before the heart is drawn (Emphysema flattens the diaphragms; then the volume loss
+  of Atelectasis and Fibrosis lifts the base of their lungs, :func:`lift_base`);
 - ``heart``: once the heart is drawn (Cardiomegaly's box is the enlarged heart's);
 - ``air``: findings that replace the air of the lungs by tissue or fluid, or add air
   (Pneumothorax); most findings;
@@ -50,30 +52,56 @@ class Painter(NamedTuple):
 # ----------------------------------------------------------------------------- stage "lungs"
 
 
+def _lowest_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of a lung mask: its lowest row inside (float) and whether the column has lung."""
+    S = m.shape[0]
+    inside = m >= 0.5
+    return (S - 1 - np.argmax(inside[::-1, :], axis=0)).astype(np.float32), inside.any(axis=0)
+
+
+def move_base(film: "Film", s: int, anchor: float, target: np.ndarray) -> None:
+    """Move the base of lung ``s`` to row ``target`` (per column, pixels) by stretching or
+    squeezing each column below row ``anchor``; the lung above the anchor stays as it is."""
+    S, m = film.S, film.lung[s]
+    last, has = _lowest_rows(m)
+    rows = np.arange(S, dtype=np.float32)[:, None]
+    stretch = (target > anchor + 1.0) & (last > anchor) & has
+    scale = np.where(stretch, (last - anchor) / np.maximum(target - anchor, 1.0), 1.0)
+    src = np.where(rows > anchor, anchor + (rows - anchor) * scale[None, :], rows)
+    i0 = np.clip(np.floor(src).astype(np.intp), 0, S - 2)
+    w = np.clip(src - i0, 0.0, 1.0).astype(np.float32)
+    cols = np.arange(S)[None, :]
+    moved = (m[i0, cols] * (1.0 - w) + m[i0 + 1, cols] * w) * (rows <= target[None, :] + 1.5)
+    film.lung[s] = np.where(stretch[None, :], moved, m).astype(np.float32)
+
+
+def lift_base(film: "Film", s: int, volume: float) -> None:
+    """Volume loss of lung ``s`` (Atelectasis, Fibrosis): its base (the hemidiaphragm) rises by
+    ``1 - volume`` of the lung's height; the lung above its middle and the heart stay in place."""
+    S = film.S
+    x0, x1, y0, y1 = film.lboxes[s]
+    lift = (1.0 - volume) * (y1 - y0)
+    last, has = _lowest_rows(film.lung[s])
+    anchor, base = (y0 + 0.5 * (y1 - y0)) * S, y1 * S
+    # columns whose lowest point is near the anchor rise less, so that no step appears between columns
+    weight = smoothstep(anchor, anchor + 0.3 * (base - anchor), last) * has
+    move_base(film, s, anchor, last - weight * lift * S)
+    # findings drawn later find the new base; the body's outline (film.base_y) does not move
+    film.lboxes[s] = (x0, x1, y0, y1 - lift)
+
+
 def paint_emphysema(film: "Film", p: dict[str, Any]) -> None:
     """Flat diaphragms: stretch the lower part of each lung column down, most under the dome,
     so that the base becomes a nearly level line at the costophrenic angle. No box (diffuse)."""
-    S, lung, lboxes = film.S, film.lung, film.lboxes
-    flatten = p["flatten"]
-    rows = np.arange(S, dtype=np.float32)[:, None]
+    S, lboxes = film.S, film.lboxes
     for s in (0, 1):
-        m = lung[s]
-        inside = m >= 0.5
-        last = (S - 1 - np.argmax(inside[::-1, :], axis=0)).astype(np.float32)
+        last, has = _lowest_rows(film.lung[s])
         top_px, base_px = lboxes[s][2] * S, lboxes[s][3] * S
         anchor = top_px + 0.55 * (base_px - top_px)
-        weight = smoothstep(anchor, anchor + 0.3 * (base_px - anchor), last) * inside.any(axis=0)
-        shift = flatten * weight * np.maximum(base_px - last, 0.0)
+        weight = smoothstep(anchor, anchor + 0.3 * (base_px - anchor), last) * has
+        shift = p["flatten"] * weight * np.maximum(base_px - last, 0.0)
         # smooth across columns so that a lone deep column does not become a streak
-        target = last + smooth1d(shift.astype(np.float32), 0.012 * S)
-        stretch = (target > anchor + 1.0) & (last > anchor) & inside.any(axis=0)
-        scale = np.where(stretch, (last - anchor) / np.maximum(target - anchor, 1.0), 1.0)
-        src = np.where(rows > anchor, anchor + (rows - anchor) * scale[None, :], rows)
-        i0 = np.clip(np.floor(src).astype(np.intp), 0, S - 2)
-        w = np.clip(src - i0, 0.0, 1.0).astype(np.float32)
-        cols = np.arange(S)[None, :]
-        stretched = (m[i0, cols] * (1.0 - w) + m[i0 + 1, cols] * w) * (rows <= target[None, :] + 1.5)
-        lung[s] = np.where(stretch[None, :], stretched, m).astype(np.float32)
+        move_base(film, s, anchor, last + smooth1d(shift.astype(np.float32), 0.012 * S))
     return None
 
 
@@ -111,7 +139,7 @@ def paint_effusion(film: "Film", p: dict[str, Any]) -> Box | None:
 
 
 def paint_atelectasis(film: "Film", p: dict[str, Any]) -> Box | None:
-    """A plate-like band, or a wedge pointing to the hilum (its volume loss is in the scene)."""
+    """A plate-like band, or a wedge pointing to the hilum (its volume loss: :func:`lift_base`)."""
     cv = film.cv
     s = p["side"]
     px_, py_ = film.to_image(s, p["point"])
@@ -362,4 +390,4 @@ PAINTERS: dict[str, Painter] = {
     "Hernia": Painter("abdomen", paint_hernia),
 }
 
-__all__ = ["LUNG_DARK", "PAINTERS", "STAGES", "Painter"] + [f"paint_{name.lower()}" for name in PAINTERS]
+__all__ = ["LUNG_DARK", "PAINTERS", "STAGES", "Painter", "lift_base", "move_base"] + [f"paint_{name.lower()}" for name in PAINTERS]

@@ -55,10 +55,18 @@ one painter per finding, keyed by that table):
 - **Hernia**: a hiatal hernia: a rounded retrocardiac opacity just above the diaphragm, often
   with an air bubble and a flat air-fluid level.
 
-Boxes (:data:`BOXED`): every localized finding gets one box per image, the bounding box of the
-pixels where its drawing is at least half of its strength (all its parts together: both sides
-for a bilateral effusion or fibrosis, all patches of an infiltration). Edema and Emphysema are
-diffuse and bilateral, as in NIH's box list (which has none for them): they get no box.
+Every finding shows (:mod:`~cral_lib.synthetic.visibility`): drawn alone on the patient's normal
+film, it changes at least :data:`~cral_lib.synthetic.visibility.MIN_PIXELS` pixels of the 256 px
+image by :data:`~cral_lib.synthetic.visibility.MIN_CONTRAST` grey levels or more; one that would
+not is drawn again elsewhere (then stronger), and one that still would not is kept as label
+noise, without a box (:attr:`Phantom.checks` says which).
+
+Boxes (:data:`BOXED`): every localized finding that shows gets one box per image, the bounding
+box of the pixels its drawing changed by at least the minimum contrast (all its parts together:
+both sides for a bilateral effusion or fibrosis, all patches of an infiltration, the raised
+base of a lung that lost volume), measured at 256 px and scaled to the image. Edema and
+Emphysema are diffuse and bilateral, as in NIH's box list (which has none for them): they get
+no box.
 
 The work is split by job: :mod:`~cral_lib.synthetic.scene` draws the random numbers,
 :mod:`~cral_lib.synthetic.render` the normal anatomy and the exposure, the painters the
@@ -77,13 +85,14 @@ from .render import Phantom, render_scene
 from .scene import TEXTURE, Scene, draw_scene
 from .signatures import BOXED, SIGNATURES
 from .templates import TEMPLATE_COUNT, TEMPLATE_RESOLUTION, LungTemplates, lung_templates
+from .visibility import REFERENCE_SIZE, scale_box, settle
 
 #: Smallest and largest image side that :func:`make_phantom` draws.
 MIN_SIZE = 32
 MAX_SIZE = 4096
 
 #: Bumped whenever a change to the drawing changes the pixels for the same seed.
-PHANTOM_VERSION = 1
+PHANTOM_VERSION = 2
 
 
 def make_phantom(
@@ -115,7 +124,8 @@ def make_phantom(
         templates: lung templates (default: :func:`lung_templates`).
 
     Returns:
-        A :class:`Phantom`: the uint8 image and a box per localized finding.
+        A :class:`Phantom`: the uint8 image, a box per localized finding that shows, and the
+        :class:`~cral_lib.synthetic.visibility.Check` of every finding.
 
     Raises:
         ConfigError: a bad size, view or label.
@@ -130,9 +140,20 @@ def make_phantom(
         raise ConfigError(f"phantom size must be an integer from {MIN_SIZE} to {MAX_SIZE}, got {size!r}")
     if templates is None:
         templates = lung_templates()
-    scene = draw_scene(labels, view=view, sex=sex, age=age, seed=seed, image_id=image_id,
-                       patient_id=patient_id, templates=templates)
-    return render_scene(scene, int(size), templates=templates, texture_seed=(int(seed), TEXTURE, int(image_id)))
+    texture_seed = (int(seed), TEXTURE, int(image_id))
+
+    def draw(attempts):
+        return draw_scene(labels, view=view, sex=sex, age=age, seed=seed, image_id=image_id,
+                          patient_id=patient_id, templates=templates, attempts=attempts)
+
+    scene, checks, reference = settle(draw, templates, texture_seed)
+    if reference is not None and size == REFERENCE_SIZE:
+        image = reference  # the one finding drawn alone is the image itself
+    else:
+        image = render_scene(scene, int(size), templates=templates, texture_seed=texture_seed).image
+    boxes = {name: scale_box(c.box, int(size)) for name, c in checks.items()
+             if name in BOXED and c.visible and c.box is not None}
+    return Phantom(image=image, boxes=boxes, scene=scene, checks=checks)
 
 
 __all__ = [

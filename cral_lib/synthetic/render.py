@@ -4,6 +4,7 @@
 runs at its stage, in the table's order):
 
 1. the lung fields from the patient's template; stage ``lungs`` (Emphysema flattens the domes);
+   the volume loss of Atelectasis and Fibrosis (the base of their lung rises);
 2. the heart and the aortic knob; stage ``heart`` (Cardiomegaly's box);
 3. the air in the lungs; stage ``air``: the findings that replace air by tissue or fluid;
 4. the density: soft tissue, the lungs and their vessels; stage ``lung density`` (Edema);
@@ -17,14 +18,14 @@ the same anatomy and findings at 64, 256 or 1024 pixels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from .draw import Canvas, blur, lines, noise_field, place, resize, soft, smoothstep
-from .painters import LUNG_DARK, PAINTERS
+from .painters import LUNG_DARK, PAINTERS, lift_base
 from .scene import Scene
 from .templates import LungTemplates, lung_templates
 
@@ -42,13 +43,18 @@ class Phantom:
     Attributes:
         image: ``(size, size)`` uint8 grey image.
         boxes: one box per localized finding: class -> ``(x, y, w, h)`` in pixels of ``image``
-            (top-left corner, width, height; floats).
+            (top-left corner, width, height; floats). :func:`render_scene` gives the box of
+            where each drawing has half its strength; :func:`~cral_lib.synthetic.phantom.make_phantom`
+            (and so ``cral synth``) the box of where the finding changed the image.
         scene: the parameters it was drawn from.
+        checks: finding -> its :class:`~cral_lib.synthetic.visibility.Check` (how it shows),
+            filled by :func:`~cral_lib.synthetic.phantom.make_phantom`.
     """
 
     image: np.ndarray
     boxes: dict[str, Box]
     scene: Scene
+    checks: dict = field(default_factory=dict)
 
 
 def _lung_geometry(sc: Scene) -> list[Box]:
@@ -149,6 +155,15 @@ def _paint(film: Film, stage: str) -> None:
     for name, painter in PAINTERS.items():
         if painter.stage == stage and name in film.f:
             film.boxes[name] = painter.paint(film, film.f[name])
+
+
+def _volume_loss(film: Film) -> None:
+    """Atelectasis and Fibrosis lift the base of the lungs they are drawn in (volume loss)."""
+    for name in ("Atelectasis", "Fibrosis"):
+        if name in film.f:
+            p = film.f[name]
+            for s in (p["side"],) if "side" in p else p["sides"]:
+                lift_base(film, s, p["volume"])
 
 
 def _heart(film: Film) -> None:
@@ -406,6 +421,7 @@ def render_scene(sc: Scene, size: int, *, templates: LungTemplates | None = None
     """
     film = Film(sc, size, templates if templates is not None else lung_templates(), texture_seed)
     _paint(film, "lungs")
+    _volume_loss(film)
     _heart(film)
     _paint(film, "heart")
     _air(film)

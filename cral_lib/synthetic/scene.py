@@ -8,8 +8,9 @@ keyed like :data:`~cral_lib.synthetic.signatures.SIGNATURES`). The painters of
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -32,12 +33,30 @@ class Scene:
         view: ``"PA"`` or ``"AP"``.
         anatomy: the normal anatomy and the image's acquisition parameters.
         findings: one parameter dict per finding (keyed by class name).
+        normal_anatomy: the anatomy before any finding changed it (the patient's normal film
+            of this image); empty when not known.
     """
 
     labels: tuple[str, ...]
     view: str
     anatomy: dict[str, Any]
     findings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    normal_anatomy: dict[str, Any] = field(default_factory=dict)
+
+    def normal(self) -> "Scene":
+        """The same image without any finding: the patient's normal film, same pose and exposure."""
+        base = self.normal_anatomy or self.anatomy
+        return Scene(labels=(), view=self.view, anatomy=copy.deepcopy(base), normal_anatomy=copy.deepcopy(base))
+
+    def alone(self, name: str) -> "Scene":
+        """The normal film with one of this scene's findings, drawn with the parameters it has here."""
+        base = self.normal_anatomy or self.anatomy
+        anatomy = copy.deepcopy(base)
+        p = self.findings[name]
+        if name in ANATOMY_EFFECTS:
+            ANATOMY_EFFECTS[name](p, anatomy)
+        return Scene(labels=(name,), view=self.view, anatomy=anatomy, findings={name: p},
+                     normal_anatomy=copy.deepcopy(base))
 
 
 def _point_in_lung(rng, templates: LungTemplates, k: int, side: int, v_range=(0.0, 1.0),
@@ -69,8 +88,10 @@ def _sides(rng, p_right=0.45, p_left=0.35) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------------------
 # The parameters of each finding: fr is the finding's generator (per patient), sev its
-# severity, point(side, v_range, lateral_range, inset) a point in the patient's lung;
-# findings with volume loss or gain change the anatomy's vertical scale of the lungs.
+# severity, point(side, v_range, lateral_range, inset) a point in the patient's lung.
+# Volume loss (Atelectasis, Fibrosis: "volume") lifts the lung's base where it is drawn
+# (render.py); the one change to the patient's anatomy, Emphysema's hyperexpansion, is in
+# ANATOMY_EFFECTS, so that a finding can be drawn alone on the normal film (Scene.alone).
 # --------------------------------------------------------------------------------------
 
 
@@ -81,7 +102,6 @@ def _atelectasis(fr, sev, point, anatomy):
              angle=fr.uniform(-0.35, 0.35), length=fr.uniform(0.35, 0.65),
              thickness=0.012 + 0.02 * sev, spread=fr.uniform(0.25, 0.45),
              opacity=0.3 + 0.45 * sev, volume=1.0 - (0.02 + 0.06 * sev))
-    anatomy["vscale"][side] *= p["volume"]
     return p
 
 
@@ -146,17 +166,13 @@ def _edema(fr, sev, point, anatomy):
 
 
 def _emphysema(fr, sev, point, anatomy):
-    p = dict(lucency=1.12 + 0.2 * sev, expansion=1.03 + 0.08 * sev, markings=0.7 - 0.35 * sev,
-             flatten=0.5 + 0.5 * sev)
-    anatomy["vscale"] = [v * p["expansion"] for v in anatomy["vscale"]]
-    return p
+    return dict(lucency=1.12 + 0.2 * sev, expansion=1.03 + 0.08 * sev, markings=0.7 - 0.35 * sev,
+                flatten=0.5 + 0.5 * sev)
 
 
 def _fibrosis(fr, sev, point, anatomy):
-    p = dict(sides=_sides(fr, 0.15, 0.15), depth=0.05 + 0.06 * sev, opacity=0.25 + 0.45 * sev,
-             basal=fr.uniform(0.4, 0.6), volume=1.0 - 0.05 * sev, seed=int(fr.integers(2**31)))
-    anatomy["vscale"] = [v * p["volume"] for v in anatomy["vscale"]]
-    return p
+    return dict(sides=_sides(fr, 0.15, 0.15), depth=0.05 + 0.06 * sev, opacity=0.25 + 0.45 * sev,
+                basal=fr.uniform(0.4, 0.6), volume=1.0 - 0.05 * sev, seed=int(fr.integers(2**31)))
 
 
 def _pleural_thickening(fr, sev, point, anatomy):
@@ -168,6 +184,21 @@ def _pleural_thickening(fr, sev, point, anatomy):
 def _hernia(fr, sev, point, anatomy):
     return dict(dx=fr.uniform(0.0, 0.06), radius=0.035 + 0.03 * sev, squash=fr.uniform(0.7, 0.95),
                 opacity=0.2 + 0.25 * sev, air=fr.random() < 0.7, level=fr.uniform(0.3, 0.55))
+
+
+def _hyperexpansion(p: dict[str, Any], anatomy: dict[str, Any]) -> None:
+    anatomy["vscale"] = [v * p["expansion"] for v in anatomy["vscale"]]
+
+
+#: Finding -> how its parameters change the anatomy of the scene (lungs taller with Emphysema).
+ANATOMY_EFFECTS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {"Emphysema": _hyperexpansion}
+
+#: Attempts at drawing a finding (see :func:`draw_scene`'s ``attempts``): 0 as drawn, then
+#: ``MOVES`` new places at the same severity, then ``RAISES`` more new places with the severity
+#: raised in equal steps up to 1.
+MOVES = 4
+RAISES = 4
+MAX_ATTEMPT = MOVES + RAISES
 
 
 #: Finding -> the function that draws its parameters, in class order (the order they are drawn in).
@@ -257,6 +288,7 @@ def draw_scene(
     image_id: int = 0,
     patient_id: int | None = None,
     templates: LungTemplates | None = None,
+    attempts: Mapping[str, int] | None = None,
 ) -> Scene:
     """Draw the parameters of one phantom.
 
@@ -274,12 +306,19 @@ def draw_scene(
         image_id: the image's number within the dataset.
         patient_id: the patient's number; defaults to ``image_id`` (a patient of one image).
         templates: lung templates (default: :func:`lung_templates`).
+        attempts: finding -> attempt number (default 0, as drawn). Attempt ``a`` from 1 to
+            :data:`MOVES` draws the finding's place and shape again from a generator seeded
+            by ``(seed, patient_id, class, a)`` at the same severity; attempts above
+            :data:`MOVES` also raise the severity ``s`` to ``s + (1 - s) (a - MOVES) / RAISES``.
+            The other findings and the anatomy stay as they were.
+            :func:`~cral_lib.synthetic.visibility.settle` uses them to redraw a finding that
+            would not show.
 
     Returns:
         The :class:`Scene`.
 
     Raises:
-        ConfigError: an unknown label or view.
+        ConfigError: an unknown label or view, or an attempt out of range.
     """
     labels = tuple(dict.fromkeys(str(x) for x in labels if str(x) != NO_FINDING))
     unknown = [x for x in labels if x not in CLASSES]
@@ -294,8 +333,13 @@ def draw_scene(
     patient = image_id if patient_id is None else patient_id
     ar = stream_rng(seed, ANATOMY, patient)
     ir = stream_rng(seed, IMAGE, image_id)
+    attempts = dict(attempts or {})
+    bad = {k: v for k, v in attempts.items() if not (isinstance(v, int) and 0 <= v <= MAX_ATTEMPT)}
+    if bad:
+        raise ConfigError(f"attempts must be integers from 0 to {MAX_ATTEMPT}, got {bad}")
     anatomy = _anatomy(ar, templates, sex, age)
     _acquisition(ir, anatomy, view == "AP")
+    normal = copy.deepcopy(anatomy)
     k = anatomy["template"]
 
     findings: dict[str, dict[str, Any]] = {}
@@ -303,12 +347,22 @@ def draw_scene(
         fr = stream_rng(seed, FINDING, patient, CLASSES.index(name))
         # severity: mostly the patient's, partly this image's, so a finding can change
         sev = float(np.clip(0.7 * fr.random() + 0.3 * ir.random(), 0.0, 1.0))
+        attempt = attempts.get(name, 0)
+        if attempt:
+            fr = stream_rng(seed, FINDING, patient, CLASSES.index(name), attempt)
+            if attempt > MOVES:
+                sev = min(sev + (1.0 - sev) * (attempt - MOVES) / RAISES, 1.0)
 
         def point(side, v_range=(0.0, 1.0), lateral_range=(0.0, 1.0), inset=0.9, _fr=fr):
             return _point_in_lung(_fr, templates, k, side, v_range, lateral_range, inset)
 
         findings[name] = {"severity": sev, **FINDING_PARAMETERS[name](fr, sev, point, anatomy)}
-    return Scene(labels=labels, view=view, anatomy=anatomy, findings=findings)
+        if attempt:
+            findings[name]["attempt"] = attempt
+        if name in ANATOMY_EFFECTS:
+            ANATOMY_EFFECTS[name](findings[name], anatomy)
+    return Scene(labels=labels, view=view, anatomy=anatomy, findings=findings, normal_anatomy=normal)
 
 
-__all__ = ["ANATOMY", "FINDING", "FINDING_PARAMETERS", "IMAGE", "Scene", "TEXTURE", "draw_scene"]
+__all__ = ["ANATOMY", "ANATOMY_EFFECTS", "FINDING", "FINDING_PARAMETERS", "IMAGE", "MAX_ATTEMPT", "MOVES", "RAISES",
+           "Scene", "TEXTURE", "draw_scene"]

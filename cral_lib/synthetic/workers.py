@@ -26,10 +26,16 @@ def init_worker(templates, root: str, size: int, seed: int) -> None:
     _WORKER.update(templates=templates, root=root, size=size, seed=seed)
 
 
-def render_chunk(tasks: list[tuple]) -> list[tuple[int, str, float, float, float, float]]:
-    """Draw and write the images of one chunk; return their boxes."""
+def render_chunk(tasks: list[tuple]) -> dict[str, list[tuple]]:
+    """Draw and write the images of one chunk.
+
+    Returns:
+        ``{"boxes": [(row, class, x, y, w, h), ...], "findings": [(row, class, attempt,
+        contrast, pixels), ...]}``: the boxes, and how each finding shows
+        (:class:`~cral_lib.synthetic.visibility.Check`).
+    """
     root, size, seed = Path(_WORKER["root"]), _WORKER["size"], _WORKER["seed"]
-    boxes = []
+    boxes, findings = [], []
     for index, relpath, labels, view, sex, age, patient in tasks:
         ph = make_phantom(
             labels, size=size, view=view, sex=sex, age=age, seed=seed, image_id=index,
@@ -41,7 +47,9 @@ def render_chunk(tasks: list[tuple]) -> list[tuple[int, str, float, float, float
         os.replace(tmp, path)
         for label, (x, y, w, h) in ph.boxes.items():
             boxes.append((index, label, x, y, w, h))
-    return boxes
+        for label, check in ph.checks.items():
+            findings.append((index, label, check.attempt, check.contrast, check.pixels))
+    return {"boxes": boxes, "findings": findings}
 
 
 def chunk_size(n: int) -> int:

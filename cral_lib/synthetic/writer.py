@@ -13,7 +13,7 @@ DIR/
   images_001/images/*.png        the first 4,999 images (as NIH's first archive)
   images_002/images/*.png        then 10,000 per folder
   ...
-  SYNTHETIC.json                 the parameters; "complete": true is written last
+  SYNTHETIC.json                 the parameters, how the findings show; "complete": true is written last
 ```
 
 What is real and what is not:
@@ -34,9 +34,16 @@ What is real and what is not:
 - **Images are phantoms** (:mod:`cral_lib.synthetic.phantom`): each label has a visual signature at
   an anatomically sensible place; a patient's images share their anatomy and a finding stays
   where it was on a follow-up.
-- **Boxes** are written for every image with a localized finding (all classes but Edema and
-  Emphysema), one per image and finding, in the PNG's pixel frame, with NIH's spelling
-  ``Infiltrate`` for Infiltration. (The real list has 984 boxes on 880 images of 8 classes.)
+- **Every label shows** (:mod:`~cral_lib.synthetic.visibility`): drawn alone on the patient's
+  normal film, each finding changes at least ``MIN_PIXELS`` pixels of the 256 px image by
+  ``MIN_CONTRAST`` grey levels or more; one that would not is drawn again elsewhere, then stronger. ``SYNTHETIC.json`` records,
+  under ``visibility``, the rule, per class how many findings were drawn as first drawn, moved,
+  raised or are still hidden, and the hidden ones by image: those labels are the release's
+  label noise.
+- **Boxes** are written for every image with a localized finding that shows (all classes but
+  Edema and Emphysema), one per image and finding: the box of the pixels the finding changed, in
+  the PNG's pixel frame, with NIH's spelling ``Infiltrate`` for Infiltration. (The real list has
+  984 boxes on 880 images of 8 classes.)
 
 Determinism: the same ``n_images``, ``image_size`` and ``seed`` give the same bytes, whatever
 ``workers`` is: each image is drawn from generators seeded by ``(seed, image number)`` and
@@ -77,10 +84,11 @@ from ..errors import DataError
 from . import workers as image_workers
 from .rows import bbox_text, check_int, check_params, data_entry_text, split_counts, synthetic_metadata
 from .templates import lung_templates
+from .visibility import summarize
 
 #: The version of the synthetic dataset's content; bumped when the same parameters would
 #: give different files (it is part of the parameters a complete dataset must match).
-SYNTH_VERSION = 1
+SYNTH_VERSION = 2
 
 #: The marker file; ``"complete": true`` is written into it last.
 MARKER = "SYNTHETIC.json"
@@ -186,14 +194,15 @@ def _visible_entries(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if not p.name.startswith(f".{MARKER}.tmp"))
 
 
-def load_parts(parts: Path, chunks: list[tuple[int, int]]) -> dict[int, list[tuple]]:
-    """The boxes of the chunks an interrupted generation finished (start -> boxes)."""
-    done: dict[int, list[tuple]] = {}
+def load_parts(parts: Path, chunks: list[tuple[int, int]]) -> dict[int, dict[str, list[tuple]]]:
+    """What the chunks of an interrupted generation left (start -> ``{"boxes", "findings"}``)."""
+    done: dict[int, dict[str, list[tuple]]] = {}
     for start, stop in chunks:
         path = parts / f"boxes-{start:06d}-{stop:06d}.json"
         try:
-            done[start] = [tuple(b) for b in json.loads(path.read_text())]
-        except (OSError, ValueError):
+            data = json.loads(path.read_text())
+            done[start] = {key: [tuple(b) for b in data[key]] for key in ("boxes", "findings")}
+        except (OSError, ValueError, KeyError, TypeError):
             continue
     return done
 
@@ -343,9 +352,9 @@ def _generate(root: Path, n: int, size: int, seed: int, workers: int | None, pro
     bar = tqdm(total=n, initial=n - sum(b - a for a, b in todo), desc="cral synth", unit="img",
                disable=not progress, dynamic_ncols=True)
     try:
-        for (start, stop), boxes in zip(todo, results):
-            atomic_write_text(parts / f"boxes-{start:06d}-{stop:06d}.json", json.dumps(boxes))
-            done[start] = boxes
+        for (start, stop), chunk in zip(todo, results):
+            atomic_write_text(parts / f"boxes-{start:06d}-{stop:06d}.json", json.dumps(chunk))
+            done[start] = chunk
             bar.update(stop - start)
     finally:
         bar.close()
@@ -353,7 +362,8 @@ def _generate(root: Path, n: int, size: int, seed: int, workers: int | None, pro
             pool.terminate()
             pool.join()
 
-    boxes = [b for start, _ in chunks for b in done[start]]
+    boxes = [b for start, _ in chunks for b in done[start]["boxes"]]
+    shows = summarize([f for start, _ in chunks for f in done[start]["findings"]], names)
     atomic_write_text(root / DATA_ENTRY, data_entry_text(frame))
     for split, name in (("train_val", TRAIN_VAL_LIST), ("test", TEST_LIST)):
         listed = sorted(frame.loc[frame["split"] == split, "Image Index"])
@@ -364,7 +374,7 @@ def _generate(root: Path, n: int, size: int, seed: int, workers: int | None, pro
     _write_marker(
         root, params, complete=True,
         train_val=n_train_val, test=n_test, patients=int(frame["Patient ID"].nunique()),
-        boxes=len(boxes), last_image=f"{folders[-1]}/images/{names[-1]}",
+        boxes=len(boxes), visibility=shows, last_image=f"{folders[-1]}/images/{names[-1]}",
     )
     if progress:
         took = time.perf_counter() - started
