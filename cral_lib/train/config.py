@@ -336,12 +336,15 @@ def fast_recipe(**overrides: Any) -> TrainConfig:
     short run from random weights learn: AdamW (lr 1e-3; 1e-5 for the attention branch, see
     ``attention_lr_scale``) instead of SGD, and milder crops (50-100% of the image instead of
     8-100%); the classifiers start at the classes' log-odds.
+    The channels-last memory format, on the CPU too, and ``amp="auto"`` (bfloat16 autocast where
+    the CPU has it natively): on the 2-core AVX512-BF16 machine of ``benchmarks/``, a step took
+    0.47 times as long as in float32 with the default format (``fast_backbone_cpu.json``).
     Only for seeing everything run and learn: the paper's recipe is :func:`paper_recipe`.
     """
     base = dict(
         backbone="small_resnet", weights=None, optimizer="adamw", lr=1e-3, attention_lr_scale=0.01,
         epochs=6, lr_milestones=(5,), batch_size=16, image_size=112, cache_size=128, crop_scale=(0.5, 1.0),
-        prior_bias=True, eval_batch_size=64,
+        prior_bias=True, eval_batch_size=64, channels_last=True,
     )
     base.update(overrides)
     return TrainConfig(**base)
