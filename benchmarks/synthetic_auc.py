@@ -11,7 +11,7 @@ AUC, the attention's within-map range and the time taken.
 
 Usage::
 
-    python benchmarks/synthetic_auc.py                      # makes the book's 2,000-image synthetic release
+    python benchmarks/synthetic_auc.py                      # makes the book's synthetic release (BOOK_SYNTHETIC)
     python benchmarks/synthetic_auc.py --data _build/data/synthetic
     python benchmarks/synthetic_auc.py --epochs 8 --amp bf16 --json results/auc_bf16.json
 """
@@ -29,20 +29,24 @@ from pathlib import Path
 import torch
 
 from cral_lib.data import make_synthetic
+from cral_lib.synthetic import BOOK_SYNTHETIC
 from cral_lib.train import attention_check, evaluate_run, fast_recipe, train
 
 from _common import write_json
 
 
-#: The fast recipe: this script's defaults.
+#: The fast recipe and the book's synthetic dataset: this script's defaults.
 FAST = fast_recipe()
+BOOK = BOOK_SYNTHETIC
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="a synthetic (or real) release folder; default: make one")
-    p.add_argument("--images", type=int, default=2000, help="images of the synthetic release to make (default 2000)")
-    p.add_argument("--png-size", type=int, default=256, help="side of the synthetic PNGs (default 256)")
+    p.add_argument("--images", type=int, default=BOOK["n_images"],
+                   help=f"images of the synthetic release to make (default {BOOK['n_images']}, the book's)")
+    p.add_argument("--png-size", type=int, default=BOOK["image_size"],
+                   help=f"side of the synthetic PNGs (default {BOOK['image_size']})")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the split and the training (default 0)")
     p.add_argument("--backbone", default=FAST.backbone, help=f"default {FAST.backbone}, as the fast recipe")
     p.add_argument("--attention", default=FAST.attention, choices=["att1", "att2", "none"])

@@ -149,3 +149,34 @@ def test_failing_cell_is_reported_not_retried(tmp_path, monkeypatch, capsys):
         _run(book, nb, tmp_path, cell=60, chapter=120)
     assert "ValueError: a broken chapter" in str(err.value)
     assert "retrying" not in capsys.readouterr().out
+
+
+def test_book_data_of_other_parameters_is_replaced_with_its_runs(tmp_path, monkeypatch, capsys):
+    """The book's own data folder, made for an older size or generator, is replaced, and the runs trained
+    on it are cleared; an interrupted folder of the same parameters is resumed, not replaced."""
+    import json
+
+    from cral_lib.synthetic import MARKER, SYNTH_VERSION
+
+    book = _book_tools(tmp_path / "build", monkeypatch)
+    monkeypatch.setattr(book, "BOOK_DATA", {"n_images": 12, "image_size": 32, "seed": 0})
+    assert book._stale_book_data() == ""  # nothing there yet
+    book.DATA_DIR.mkdir(parents=True)
+    marker = book.DATA_DIR / MARKER
+    marker.write_text(json.dumps({"generator": "cral_lib.synthetic.v0", "n_images": 12, "image_size": 32,
+                                  "seed": 0, "version": SYNTH_VERSION}))
+    assert book._stale_book_data() == ""  # the same dataset: resumed
+    marker.write_text(json.dumps({"n_images": 8, "image_size": 32, "seed": 0, "version": SYNTH_VERSION - 1}))
+    assert book._stale_book_data() == f"n_images=8, image_size=32, seed=0, version={SYNTH_VERSION - 1}"
+
+    made = {}
+    monkeypatch.setattr("cral_lib.synthetic.make_synthetic", lambda root, **kw: made.update(kw, left=sorted(
+        p.name for p in root.iterdir()) if root.exists() else None))
+    monkeypatch.setattr("cral_lib.synthetic.is_synthetic_complete", lambda root, **kw: False)
+    monkeypatch.setattr("cral_lib.data.build_cache", lambda root: None)
+    (book.RUNS_DIR / "old_run").mkdir(parents=True)
+    (book.DATA_DIR / "cache" / "32").mkdir(parents=True)  # the old images' cache goes too
+    book.data()
+    assert made == {"n_images": 12, "image_size": 32, "seed": 0, "left": None}
+    assert not book.RUNS_DIR.exists()
+    assert "replacing it" in capsys.readouterr().out

@@ -58,6 +58,8 @@ import sys
 import time
 from pathlib import Path
 
+from cral_lib.synthetic.default import BOOK_SYNTHETIC
+
 
 def _load_edition():
     """tools/edition.py (the profiles, the plan, the digests, the banners), beside this file."""
@@ -81,8 +83,9 @@ SRC = BUILD / "src"
 HTML = BUILD / "html"
 SHOTS = BUILD / "screenshots"
 
-#: The embedded synthetic dataset the book is built on (see `cral synth --help`).
-BOOK_DATA = {"n_images": 2000, "image_size": 256, "seed": 0}
+#: The embedded synthetic dataset the book is built on (see `cral synth --help`): the library's
+#: :data:`cral_lib.synthetic.default.BOOK_SYNTHETIC`, which a chapter run on its own makes too.
+BOOK_DATA = dict(BOOK_SYNTHETIC)
 
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 _BADGE_RE = re.compile(
@@ -252,6 +255,20 @@ def sync() -> None:
 # ----------------------------------------------------------------------------- data
 
 
+def _stale_book_data() -> str:
+    """What the book's data folder holds when it is a synthetic dataset of other parameters, else ''."""
+    from cral_lib.synthetic import MARKER, SYNTH_VERSION
+
+    try:
+        marker = json.loads((DATA_DIR / MARKER).read_text())
+    except (OSError, ValueError):
+        return ""
+    made = {k: marker.get(k) for k in (*BOOK_DATA, "version")}
+    if made == {**BOOK_DATA, "version": SYNTH_VERSION}:
+        return ""  # the same dataset, interrupted: make_synthetic resumes it
+    return ", ".join(f"{k}={v}" for k, v in made.items())
+
+
 def data() -> Path:
     """Make the embedded synthetic dataset and its cache (both reused when complete)."""
     from cral_lib.data import build_cache
@@ -259,6 +276,14 @@ def data() -> Path:
 
     if not is_synthetic_complete(DATA_DIR, **BOOK_DATA):
         shown = DATA_DIR.relative_to(ROOT) if DATA_DIR.is_relative_to(ROOT) else DATA_DIR  # CRAL_BOOK_BUILD elsewhere
+        replace = _stale_book_data()
+        if replace:
+            # this folder is the book tool's own: a dataset it made for other parameters (or an older
+            # generator) is replaced with its caches, and the runs trained on it go with it
+            print(f"the book's dataset is now {BOOK_DATA}; {shown} holds {replace}: replacing it and its "
+                  f"caches, and clearing {RUNS_DIR.name}/ (its runs were trained on the old images)")
+            shutil.rmtree(DATA_DIR)
+            shutil.rmtree(RUNS_DIR, ignore_errors=True)
         print(f"writing the synthetic dataset into {shown} {BOOK_DATA}")
         make_synthetic(DATA_DIR, **BOOK_DATA)
     build_cache(DATA_DIR)

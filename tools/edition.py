@@ -4,7 +4,7 @@
 it has no state and writes nothing itself, so that its pieces can be tested one by one.
 
 - The **fast** profile is what every chapter's parameters cell holds (minutes on a CPU, on the
-  book's 2,000-image synthetic set, ``BOOK_DATA`` of tools/book.py): nothing is written here.
+  book's 10,000-image synthetic set, ``BOOK_DATA`` of tools/book.py): nothing is written here.
 - The **full** profile is :data:`FULL`, chapter by chapter: the values that take each parameters
   cell to the paper's scale (ResNet-50 at 224 px of a 256 px cache, batch 64, 30 epochs, SGD,
   ImageNet weights: ``paper_recipe``; att1 in chapters 6, 7, 9 to 11; att1, att2 and the

@@ -40,6 +40,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "OFFICIAL_TEST": ".rows",
     "OFFICIAL_TOTAL": ".rows",
     "OFFICIAL_TRAIN_VAL": ".rows",
+    "BOOK_SYNTHETIC": ".default",
     "default_synthetic_dir": ".default",
     "resolve_data_dir": ".default",
     "make_phantom": ".phantom",

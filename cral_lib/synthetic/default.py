@@ -11,8 +11,14 @@ from ..errors import DataError
 from .rows import check_params
 from .writer import SYNTH_VERSION, is_synthetic_complete, make_synthetic
 
+#: The book's synthetic dataset: what a chapter reads when no data folder is given, and what
+#: ``tools/book.py`` builds the book on. 10,000 images, so that every class but Hernia (whose
+#: prevalence is 0.2%) has at least 10 positives in the test split.
+BOOK_SYNTHETIC: dict[str, int] = {"n_images": 10000, "image_size": 256, "seed": 0}
 
-def default_synthetic_dir(n_images: int = 2000, image_size: int = 256, seed: int = 0) -> Path:
+
+def default_synthetic_dir(n_images: int = BOOK_SYNTHETIC["n_images"], image_size: int = BOOK_SYNTHETIC["image_size"],
+                          seed: int = BOOK_SYNTHETIC["seed"]) -> Path:
     """Return where :func:`resolve_data_dir` keeps its default synthetic dataset.
 
     ``$CRAL_HOME/synthetic/chestxray14-v<version>-n<N>-s<S>-seed<K>`` (``CRAL_HOME`` defaults to
@@ -33,9 +39,9 @@ def default_synthetic_dir(n_images: int = 2000, image_size: int = 256, seed: int
 def resolve_data_dir(
     data_dir: str | os.PathLike | None = None,
     *,
-    n_images: int = 2000,
-    image_size: int = 256,
-    seed: int = 0,
+    n_images: int = BOOK_SYNTHETIC["n_images"],
+    image_size: int = BOOK_SYNTHETIC["image_size"],
+    seed: int = BOOK_SYNTHETIC["seed"],
 ) -> Path:
     """Return the data folder of a notebook, and say which one was chosen.
 
@@ -85,4 +91,4 @@ def resolve_data_dir(
     return make_synthetic(folder, n, size, seed, progress=True)
 
 
-__all__ = ["default_synthetic_dir", "resolve_data_dir"]
+__all__ = ["BOOK_SYNTHETIC", "default_synthetic_dir", "resolve_data_dir"]
