@@ -92,7 +92,7 @@ MIN_SIZE = 32
 MAX_SIZE = 4096
 
 #: Bumped whenever a change to the drawing changes the pixels for the same seed.
-PHANTOM_VERSION = 2
+PHANTOM_VERSION = 3
 
 
 def make_phantom(

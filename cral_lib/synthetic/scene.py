@@ -110,8 +110,8 @@ def _cardiomegaly(fr, sev, point, anatomy):
 
 
 def _effusion(fr, sev, point, anatomy):
-    return dict(sides=_sides(fr, 0.4, 0.35), level=0.03 + 0.24 * sev,
-                rise=fr.uniform(0.06, 0.16), opacity=0.45 + 0.45 * sev, soft=fr.uniform(0.01, 0.03))
+    return dict(sides=_sides(fr, 0.4, 0.35), level=0.02 + 0.16 * sev,
+                rise=fr.uniform(0.06, 0.16), opacity=0.3 + 0.45 * sev, soft=fr.uniform(0.01, 0.03))
 
 
 def _infiltration(fr, sev, point, anatomy):
@@ -162,12 +162,13 @@ def _consolidation(fr, sev, point, anatomy):
 
 
 def _edema(fr, sev, point, anatomy):
-    return dict(opacity=0.2 + 0.45 * sev, spread=fr.uniform(0.12, 0.2), kerley=fr.random() < 0.6)
+    return dict(opacity=0.12 + 0.4 * sev, spread=fr.uniform(0.12, 0.2), kerley=fr.random() < 0.6)
 
 
 def _emphysema(fr, sev, point, anatomy):
-    return dict(lucency=1.12 + 0.2 * sev, expansion=1.03 + 0.08 * sev, markings=0.7 - 0.35 * sev,
-                flatten=0.5 + 0.5 * sev)
+    # lucency overlaps the normal patients' range (0.9-1.1): a darker film alone is no proof
+    return dict(lucency=1.0 + 0.15 * sev, expansion=1.02 + 0.06 * sev, markings=0.85 - 0.3 * sev,
+                flatten=0.3 + 0.5 * sev)
 
 
 def _fibrosis(fr, sev, point, anatomy):

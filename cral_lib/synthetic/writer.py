@@ -88,7 +88,7 @@ from .visibility import summarize
 
 #: The version of the synthetic dataset's content; bumped when the same parameters would
 #: give different files (it is part of the parameters a complete dataset must match).
-SYNTH_VERSION = 2
+SYNTH_VERSION = 3
 
 #: The marker file; ``"complete": true`` is written into it last.
 MARKER = "SYNTHETIC.json"
