@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..metrics import MIN_POSITIVES, SeedSummary, class_table, paired_bootstrap, seed_difference, seed_summary
+from ..metrics.operating import DEFAULT_RULE
 from .config import TrainConfig, run_name
 from .evaluate import EvalResult, evaluate_run
 from .loop import RunResult, train
@@ -108,7 +109,7 @@ class SeedRuns:
 def train_seeds(config: TrainConfig, seeds: Sequence[int], *, runs_dir: str | Path | None = None,
                 evaluate: bool = True, n_boot: int = 1000, boot_seed: int = 0, device: str | None = None,
                 by_patient: bool = True, progress: bool = False, verbose: bool = True,
-                min_positives: int = MIN_POSITIVES) -> SeedRuns:
+                min_positives: int = MIN_POSITIVES, threshold_rule: str | None = DEFAULT_RULE) -> SeedRuns:
     """Train one configuration once per seed (reusing finished runs) and evaluate each on the test split.
 
     Args:
@@ -124,6 +125,8 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, runs_dir: str | Pa
         progress: progress bars while training.
         verbose: one line per epoch while training.
         min_positives: the rule of the counted mean.
+        threshold_rule: the evaluation's rule of the thresholds (None: no thresholds, which skips
+            predicting the validation split).
 
     Returns:
         A :class:`SeedRuns`.
@@ -138,7 +141,7 @@ def train_seeds(config: TrainConfig, seeds: Sequence[int], *, runs_dir: str | Pa
         runs[s] = train(cfg, resume="auto", progress=progress, verbose=verbose)
         if evaluate:
             evals[s] = evaluate_run(runs[s].run_dir, device=device or cfg.device, n_boot=n_boot, seed=boot_seed,
-                                    progress=False, by_patient=by_patient)
+                                    progress=False, by_patient=by_patient, threshold_rule=threshold_rule)
     return SeedRuns(seed_config(config, values[0], runs_dir), runs, evals, min_positives)
 
 
