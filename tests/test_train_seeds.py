@@ -85,3 +85,16 @@ def test_bad_seeds_are_refused(two_methods):
     unevaluated = train_seeds(base, [0, 1], evaluate=False, verbose=False)
     with pytest.raises(ConfigError, match="were not evaluated"):
         unevaluated.summary()
+
+
+def test_evaluation_resamples_patients_by_default(two_methods):
+    from cral_lib.metrics import bootstrap_auc
+
+    _, _, cral, _ = two_methods
+    ev = cral.evals[0]
+    assert ev.auc.attrs["resample"] == "patients"
+    assert ev.auc.attrs["n_groups"] == ev.predictions["Patient ID"].nunique() < len(ev.predictions)
+    by_patient = bootstrap_auc(ev.labels, ev.probs, n_boot=40, seed=0, groups=ev.predictions["Patient ID"])
+    np.testing.assert_allclose(ev.auc[["ci_low", "ci_high"]].to_numpy(float),
+                               by_patient[["ci_low", "ci_high"]].to_numpy(float), equal_nan=True)
+    assert list(ev.classes.index[-2:]) == ["Mean (counted classes)", "Mean (all classes, as the paper)"]
