@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from cral_lib.data import make_synthetic
+from cral_lib.metrics import MEAN_COUNTED
 from cral_lib.synthetic import BOOK_SYNTHETIC
 from cral_lib.train import attention_check, evaluate_run, fast_recipe, train
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     check = attention_check(out, "test", device=args.device, n_boot=args.bootstrap) if args.attention != "none" else None
     mean = ev.auc.loc["Mean"]
     print()
-    print(ev.auc[["auc", "ci_low", "ci_high", "n_pos", "n_neg"]].round(3).to_string())
+    print(ev.classes.drop(columns=["note"]).round(3).to_string())
+    print(ev.classes.attrs["rule"])
     print(f"\ntest mean AUC {mean['auc']:.3f} (95% CI {mean['ci_low']:.3f}-{mean['ci_high']:.3f}) "
           f"over {int(mean['n_classes'])} classes, {len(ev.labels)} test images; best epoch {result.best_epoch} "
           f"of {args.epochs}; data {t_data:.0f} s, training {t_train:.0f} s, evaluation {t_eval:.0f} s")
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
         "dataset": str(root), "config": config.to_dict(), "test_images": int(len(ev.labels)),
         "mean_auc": _num(mean["auc"]), "ci_low": _num(mean["ci_low"]), "ci_high": _num(mean["ci_high"]),
         "per_class": {c: _num(v) for c, v in ev.auc["auc"].drop("Mean").items()},
+        "per_class_positives": {c: int(v) for c, v in ev.auc["n_pos"].drop("Mean").items()},
+        "resample": ev.auc.attrs.get("resample", "images"), "training_seeds": 1,
+        "mean_auc_counted": _num(ev.classes.loc[MEAN_COUNTED, "auc"]),
         "best_epoch": result.best_epoch, "best_val_auc": _num(result.best_val_auc),
         "attention": None if check is None else {
             "map_size": list(check.map_size), "within_map_range": check.within_map_range,

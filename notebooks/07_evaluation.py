@@ -11,11 +11,12 @@
 #
 # A single number per class hides how much it would change on another test set of the same
 # size. So the chapter adds what the paper's tables leave out: 95% bootstrap confidence
-# intervals for every class and for the mean, the number of positive test images behind each
-# AUC, and what AUC does and does not say about a rare finding. You will learn to read a
+# intervals for every class and for the mean, drawn over patients rather than images, the
+# number of positive test images behind each AUC, a mean that leaves out the classes with too
+# few of them, and what AUC does and does not say about a rare finding. You will learn to read a
 # per-class AUC table next to the paper's, what a ROC curve shows, how the percentile bootstrap
-# works, why intervals widen as positives get rare, and why a good AUC can still mean that most
-# positive predictions are wrong.
+# works and why it must resample patients, why intervals widen as positives get rare, and why a
+# good AUC can still mean that most positive predictions are wrong.
 
 # %% [markdown]
 # ## Setup environment
@@ -43,7 +44,8 @@ import torch
 import cral_lib
 from cral_lib import CLASSES, book, viz
 from cral_lib.data import nih_metadata
-from cral_lib.metrics import ABBREVIATIONS, bootstrap_auc, format_table, paper_comparison, paper_row
+from cral_lib.metrics import (ABBREVIATIONS, MEAN_ALL, MEAN_COUNTED, MIN_POSITIVES, bootstrap_auc, format_table,
+                              paper_comparison, paper_row)
 from cral_lib.train import evaluate_run, train
 
 cral_lib.print_config()
@@ -149,6 +151,8 @@ comparison = paper_comparison(ev.auc, backbone=paper_backbone, attention=attenti
     columns={"paper": paper_name}
 )
 comparison.insert(0, "test positives", ev.auc["n_pos"])
+comparison.insert(1, "flag", ev.classes["flag"].reindex(comparison.index).fillna(""))
+print(ev.classes.attrs["rule"])
 comparison.round(3)
 
 # %% [markdown]
@@ -181,16 +185,23 @@ plt.show()
 # AUC has no simple exact interval, so `evaluate_run` uses the percentile bootstrap
 # {cite}`efron1986bootstrap`:
 #
-# 1. draw $N$ test images *with replacement* from the $N$ test images (some appear twice, some
-#    not at all), keeping each image's labels and probabilities together;
+# 1. draw $G$ test *patients* with replacement from the $G$ patients of the test split (some
+#    appear twice, some not at all), and take every image of each drawn patient, with its labels
+#    and probabilities, as often as the patient was drawn;
 # 2. compute every class's AUC and the mean on that resample;
 # 3. repeat $B$ times ($B$ = `n_boot`); the 2.5th and 97.5th percentiles of the $B$ values are
 #    the 95% interval.
 #
-# A resample in which a class has no positive image has no AUC for that class; it is skipped for
-# that class and for the mean (the column `n_boot_skipped` counts them). The resamples draw
-# images, not patients: the images of one patient are alike, so the intervals are, if anything,
-# a little narrow. The library computes the AUC of all resamples at once from the ranks
+# Why patients and not images: ChestX-ray14's images come in follow-up series, several films
+# of one patient (the `Patient ID` column of the release's `Data_Entry_2017.csv`, which
+# `evaluate_run` carries into the predictions), and a patient's films resemble each other more
+# than two patients' do. Resampling images treats every film as independent evidence, so it
+# counts a patient seen five times as five patients and gives intervals that are too narrow.
+# A new test set would bring new patients, each with all of their films; the cluster bootstrap
+# of step 1 imitates that (`bootstrap_auc(..., groups=patient_ids)`; `evaluate_run` passes the
+# patient IDs by default). A resample in which a class has no positive image has no AUC for that
+# class; it is skipped for that class and for the mean (the column `n_boot_skipped` counts
+# them). The library computes the AUC of all resamples at once from the ranks
 # (`metrics.rank_auc`), which takes seconds even for the real 25,596-image test split.
 
 # %%
@@ -203,12 +214,13 @@ plt.show()
 
 # %% [markdown]
 # The interval is read from the resamples themselves. `metrics.bootstrap_auc` returns them on
-# request; with the same seed it draws the same resamples as `evaluate_run`, and the next cell
-# checks that the percentiles of those samples are the interval of the table, then draws the
-# distribution of the mean AUC.
+# request; with the same seed and the same patient IDs it draws the same resamples as
+# `evaluate_run`, and the next cell checks that the percentiles of those samples are the
+# interval of the table, then draws the distribution of the mean AUC.
 
 # %%
-table, samples = bootstrap_auc(ev.labels, ev.probs, n_boot=n_boot, seed=seed, return_samples=True)
+patients = ev.predictions["Patient ID"].to_numpy()
+table, samples = bootstrap_auc(ev.labels, ev.probs, n_boot=n_boot, seed=seed, return_samples=True, groups=patients)
 torch.testing.assert_close(torch.tensor(table[["ci_low", "ci_high"]].to_numpy()),
                            torch.tensor(ev.auc[["ci_low", "ci_high"]].to_numpy()), equal_nan=True)
 mean_samples = samples["Mean"].dropna()
@@ -227,6 +239,39 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### Images or patients: the same run, two intervals
+# The next cell draws the bootstrap of the same predictions twice, with the same seed: once
+# over images (`groups=None`, what a per-image bootstrap gives) and once over patients. The
+# table shows the mean and the classes with the most positives, the width of each interval,
+# and how many times wider the patient-level one is; the line above it says how many images
+# each test patient has.
+
+# %%
+by_image = bootstrap_auc(ev.labels, ev.probs, n_boot=n_boot, seed=seed)
+films = pd.Series(patients).value_counts()
+print(f"{len(patients)} test images of {len(films)} patients: {films.mean():.2f} images per patient on average, "
+      f"{int((films > 1).sum())} patients with more than one, at most {int(films.max())}")
+shown = ["Mean", *ev.auc.drop(index="Mean").sort_values("n_pos", ascending=False).index[:4]]
+levels = pd.DataFrame({
+    "AUC": ev.auc.loc[shown, "auc"],
+    "test positives": ev.auc.loc[shown, "n_pos"],
+    "images: ci_low": by_image.loc[shown, "ci_low"], "images: ci_high": by_image.loc[shown, "ci_high"],
+    "patients: ci_low": table.loc[shown, "ci_low"], "patients: ci_high": table.loc[shown, "ci_high"],
+})
+levels["width ratio (patients / images)"] = ((levels["patients: ci_high"] - levels["patients: ci_low"])
+                                             / (levels["images: ci_high"] - levels["images: ci_low"]))
+levels.round(3)
+
+# %% [markdown]
+# When every patient has a single film, both bootstraps draw the same resamples and the ratio is
+# 1 (the library guarantees it: one distinct ID per image gives exactly the per-image draws).
+# The more films a patient has, and the more alike they are, the wider the patient-level
+# interval; a class whose positives are spread over many patients widens less than one whose
+# positives are a few patients' many films. Read the ratios above with the line on images per
+# patient. The real test split holds long follow-up series too (some patients have dozens of
+# films), where a per-image bootstrap overstates the precision in the same way. Every interval
+# from here on, and in chapter 8, resamples patients.
+#
 # ## Rare classes: what AUC does and does not say
 # ### Few positives, wide intervals
 # An AUC compares positives with negatives, and its uncertainty is governed by the smaller of
@@ -288,8 +333,29 @@ plt.show()
 # AUC is then taken over the remaining resamples only). Neither the interval nor the AUC of such
 # a class says anything about the finding. A class with no positive image at all has no AUC;
 # the table and the figures keep it, marked undefined, and the mean says over how many classes
-# it was taken, so that it is not silently compared with the paper's 14-class mean. The real
-# test split has 25,596 images, so the counts there are far larger (the table of the next
+# it was taken, so that it is not silently compared with the paper's 14-class mean.
+#
+# ### The book's rule: a minimum of test positives
+# So the book states a minimum, `metrics.MIN_POSITIVES` positive test images, and applies it in
+# every per-class table (`metrics.class_table`, which `evaluate_run` returns as `ev.classes`): a
+# class under it is flagged with `*` and left out of the mean, and the mean of every class with
+# an AUC, as the paper takes it, stays beside it for comparison, marked as such. The rule is
+# printed under the table. The interval of the counted mean comes from the same patient
+# resamples as the others.
+
+# %%
+print(f"minimum: {MIN_POSITIVES} positive test images")
+print(ev.classes.attrs["rule"])
+ev.classes[["auc", "ci_low", "ci_high", "n_pos", "flag", "note"]].round(3)
+
+# %%
+in_paper_mean = [c for c in ev.classes.attrs["flagged"] if pd.notna(ev.classes.loc[c, "auc"])]
+print(f"{MEAN_COUNTED}: {ev.classes.loc[MEAN_COUNTED, 'auc']:.3f} over {len(ev.classes.attrs['counted'])} classes; "
+      f"{MEAN_ALL}: {ev.classes.loc[MEAN_ALL, 'auc']:.3f} (marked: it includes the flagged classes "
+      f"{', '.join(in_paper_mean) or 'none'})")
+
+# %% [markdown]
+# The real test split has 25,596 images, so the counts there are far larger (the table of the next
 # section gives, for each class, the positives expected in that many images at the class's
 # prevalence in the whole dataset), and the intervals correspondingly narrower; the full-scale
 # run of this chapter shows them.
@@ -355,10 +421,12 @@ plt.show()
 # - `evaluate_run` (`cral evaluate`) predicts a split with a run's best checkpoint and writes
 #   the predictions, the per-class AUC table with 95% bootstrap intervals, and the run's row
 #   under the paper's Table 1, into the run folder.
-# - An AUC is a ranking statistic; its interval comes from resampling the test images, and its
-#   width is set mostly by the number of positives.
-# - A class without positives is reported as undefined, never dropped, and the mean says which
-#   classes it covers.
+# - An AUC is a ranking statistic; its interval comes from resampling the test patients (all of
+#   a patient's films together, since they are not independent), and its width is set mostly by
+#   the number of positives.
+# - A class with fewer than `MIN_POSITIVES` test positives is flagged and left out of the mean;
+#   the paper's mean of all classes is reported beside it, marked. A class without positives is
+#   reported as undefined, never dropped.
 # - AUC does not depend on prevalence; what a positive prediction is worth does.
 #
 # Chapter 8 trains the ablations of Table 2 and uses paired bootstrap intervals to tell which

@@ -10,12 +10,16 @@
 # for the baseline with ResNet-50 and att1, a hundredth of AUC.
 #
 # This chapter trains the same grid with `cral_lib` (seven models per backbone: three variants
-# for each attention branch, plus the baseline they share), evaluates each on the test split
-# with bootstrap intervals, and then asks the question that a table of single numbers cannot
-# answer: which differences are larger than the noise? The tool is the paired bootstrap, which
-# scores two models on the same resampled test images. You will learn how the ablations are
-# built, how to read a paired interval and its p-value, and what test-set intervals leave out
-# (the randomness of training itself).
+# for each attention branch, plus the baseline they share), each over three training seeds,
+# evaluates each on the test split with bootstrap intervals, and then asks the question that a table of single numbers cannot
+# answer: which differences are larger than the noise? There are two noises. The test set's:
+# another sample of patients would rank the models a little differently, which the paired
+# bootstrap measures by scoring two models on the same resampled test patients. And training's:
+# another seed trains another model, which only training the grid again tells. So every model of
+# the grid is trained over several seeds, and each ablation's difference from CRAL gets two
+# intervals side by side. You will learn how the ablations are built, how to read a paired
+# interval and its p-value, how to put a seed-level interval on a difference, and why a
+# difference must survive both before it says anything about the methods.
 
 # %% [markdown]
 # ## Setup environment
@@ -41,18 +45,19 @@ import pandas as pd
 
 import cral_lib
 from cral_lib import book
-from cral_lib.metrics import PAPER_TABLE2, paired_bootstrap, paper_auc
+from cral_lib.metrics import PAPER_TABLE2, class_table, paired_bootstrap, paper_auc
 from cral_lib.models import build_model
-from cral_lib.train import compare_runs, evaluate_run, train
+from cral_lib.train import compare_runs, compare_seeds, train_seeds
 
 cral_lib.print_config()
 
 # %% [markdown]
 # ## Parameters
 # The defaults are the book's fast mode, smaller still than chapter 6's so that the whole grid
-# trains on a 2-core CPU in a few minutes: the grid's recipe (`book.recipe(..., ablation=True)`)
-# is chapter 6's fast recipe with four epochs per model, on a seeded subset of 500 training
-# images (chapter 6 explains the optimizer and the other fast-mode choices). `recipe = "paper"`
+# trains over three seeds on a 2-core CPU in a few minutes: the grid's recipe
+# (`book.recipe(..., ablation=True)`, whose changes are `book.ABLATION_FAST`) is chapter 6's
+# fast recipe with fewer epochs per model, on a seeded subset of the training images that each
+# seed draws anew (chapter 6 explains the optimizer and the other fast-mode choices). `recipe = "paper"`
 # is the paper's recipe, for a GPU with the real dataset; a knob left at `None` takes the
 # recipe's value, and the comments give the paper's (papermill: `-p name value`). Every run is
 # kept under `runs_dir` in a folder named from its config, and `train(config, resume="auto")`
@@ -63,7 +68,8 @@ data_dir = ""               # a ChestX-ray14 release folder; "" means $CRAL_DATA
 runs_dir = ""               # where runs are written; "" means $CRAL_RUNS_DIR, else "runs"
 device = "auto"             # "auto", "cpu", "cuda"
 recipe = "fast"             # "fast": the grid's fast mode; full scale: "paper" (Section 4.2)
-seed = 0                    # seed of every run and of the bootstrap
+seeds = [0, 1, 2]           # training seeds of every model (the first is the run chapter 10 reuses); the paper: one run
+seed = 0                    # seed of the bootstrap (the same resamples for every model)
 backbone = None             # None: the recipe's; the paper: "resnet50" (or "densenet121")
 attentions = ["att1", "att2"]  # the attention branches of Table 2
 weights = None              # None: the recipe's; the paper: "imagenet"
@@ -74,16 +80,16 @@ epochs = None               # None: the recipe's (the grid's fast mode trains fe
 max_train_images = None     # None: the recipe's (the grid's fast mode: a seeded subset); the paper: all images
 amp = "auto"                # mixed precision on a GPU (see chapter 6)
 n_boot = 1000               # bootstrap resamples of the intervals and of the paired tests
-second_seed = 1             # train CRAL once more with this seed, to see training noise (None: skip)
 
 # %%
 env = book.setup(data_dir, runs_dir=runs_dir, device=device)
 data_dir, dev = env.data_dir, env.device
 # the knobs every model of the grid shares; None takes the grid recipe's value
-knobs = dict(seed=seed, backbone=backbone, weights=weights, image_size=image_size, cache_size=cache_size,
+knobs = dict(seed=seeds[0], backbone=backbone, weights=weights, image_size=image_size, cache_size=cache_size,
              batch_size=batch_size, epochs=epochs, max_train_images=max_train_images, amp=amp)
 backbone = env.recipe(recipe, ablation=True, **knobs).backbone
-print(f"the grid's backbone: {backbone}")
+print(f"the grid's backbone: {backbone}; training seeds: {seeds}; the grid's changes to the fast recipe: "
+      f"{book.ABLATION_FAST if recipe == 'fast' else 'none'}")
 
 # %% [markdown]
 # ## The grid
@@ -116,190 +122,261 @@ for att, var in grid:
 pd.DataFrame(sizes).T
 
 # %% [markdown]
-# ## Training and evaluating the grid
-# Each model gets the same recipe, seed and data; only `attention` and `variant` change. After
-# training, `evaluate_run` predicts the test split with the best checkpoint and writes
-# `predictions_test.csv` into the run folder, with the per-class AUC and its 95% bootstrap
-# interval (chapter 7). In a terminal, one cell of the grid is
+# ## Training and evaluating the grid, over several seeds
+# Each model gets the same recipe and data; only `attention` and `variant` change, and each is
+# trained once per seed of `seeds`. `train_seeds` does this for one config: it gives each seed its
+# own run folder (the seed is part of the config, so `run_name` hashes it), reuses the runs that
+# are finished, and evaluates each on the test split with `evaluate_run` (chapter 7: per-class
+# AUC with intervals over resampled patients; the predictions go to `predictions_test.csv`). In a
+# terminal, one cell of the grid and one seed is
 #
 # ```bash
-# cral train --data DATA --variant no_residual   # the paper's recipe; it prints its run folder, runs/NAME
+# cral train --data DATA --variant no_residual --seed 1   # the paper's recipe; it prints its run folder, runs/NAME
 # cral evaluate --run runs/NAME
 # ```
 #
 # Each run folder is named from its config by `env.run_dir`:
 # `<backbone>_<attention>_<variant>_<crop>px-<hash>`, the hash covering every other field of the
-# recipe. Chapter 10 builds the baseline's config with the same call and so finds its run.
+# recipe, the seed included. Chapter 10 builds the baseline's config of the first seed with the
+# same call and so finds its run.
 
 # %%
-def ablation_config(attention, variant, run_seed=seed):
+def ablation_config(attention, variant, run_seed=seeds[0]):
     """One model of the grid: the grid's recipe with this attention branch, variant and seed."""
     return env.recipe(recipe, ablation=True, **{**knobs, "seed": run_seed}, attention=attention, variant=variant)
 
 
-runs, evals = {}, {}
+grid_runs = {}
 t0 = time.perf_counter()
 for att, var in grid:
-    print(f"--- {ROW[var]} ({att})")
-    runs[(att, var)] = train(ablation_config(att, var), resume="auto", progress=True)
-    evals[(att, var)] = evaluate_run(runs[(att, var)].run_dir, device=str(dev), n_boot=n_boot, seed=seed)
-print(f"grid done in {time.perf_counter() - t0:.0f} s")
+    grid_runs[(att, var)] = train_seeds(ablation_config(att, var), seeds, n_boot=n_boot, boot_seed=seed,
+                                        device=str(dev), verbose=False, threshold_rule=None)
+    per_seed = grid_runs[(att, var)].mean_auc()
+    print(f"{ROW[var]:>14} ({att}): test mean AUC per seed " + ", ".join(f"{s}: {v:.3f}" for s, v in per_seed.items()))
+print(f"grid of {len(grid)} models x {len(seeds)} seeds done in {time.perf_counter() - t0:.0f} s")
+first = seeds[0]
+runs = {k: g.runs[first] for k, g in grid_runs.items()}
+evals = {k: g.evals[first] for k, g in grid_runs.items()}
+counted = grid_runs[grid[0]].counted()
+
+# %% [markdown]
+# Every mean AUC in this chapter follows chapter 7's rule: it is taken over the classes with at
+# least `metrics.MIN_POSITIVES` positive test images, the same classes for every model (the test
+# split does not depend on the seed). The cell prints which classes that leaves out.
+
+# %%
+rule = class_table(evals[grid[0]].auc)
+print(rule.attrs["rule"])
+print(f"counted: {len(counted)} classes; left out: {', '.join(rule.attrs['flagged']) or 'none'}")
+rule[["auc", "n_pos", "flag"]].rename(columns={"auc": f"AUC of {ROW[grid[0][1]]} ({grid[0][0]}), seed {first}"}).round(3)
 
 # %% [markdown]
 # ## The grid beside Table 2
-# Each cell is a mean test AUC with its 95% bootstrap interval (resampled test images, as in
-# chapter 7). The paper's Table 2 is quoted beside it, from `metrics.PAPER_TABLE2`. On the
-# synthetic phantoms, with a small model trained for a couple of minutes, the absolute values
-# are far from the paper's: the point is the comparison between rows, with its uncertainty.
+# Each cell is a method's test mean AUC averaged over the seeds, with the 95% Student's t
+# interval over the seeds (`metrics.seed_summary`: mean $\pm\ t_{n-1} \cdot \mathrm{SD}/\sqrt{n}$
+# for $n$ seeds) and the SD of the seeds; the mean of all classes, as the paper takes it, is in
+# the last columns of this run, marked. The paper's Table 2 is quoted beside it, from
+# `metrics.PAPER_TABLE2` (one run per cell). On the synthetic phantoms, with a small model
+# trained for a minute, the absolute values are far from the paper's: the point is the
+# comparison between rows, with its uncertainty.
 
 # %%
-def cell(ev):
-    row = ev.auc.loc["Mean"]
-    return f"{row['auc']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+def cell(summary):
+    return f"{summary.mean:.3f} [{summary.ci_low:.3f}, {summary.ci_high:.3f}], SD {summary.sd:.3f}"
+
+
+def model(att, var):
+    return grid_runs[(att, var) if var != "no_attention" else ("none", "no_attention")]
 
 
 table2 = pd.DataFrame(index=pd.Index(list(ROW.values()), name="method"))
 for att in attentions:
-    table2[f"this run: {backbone} {att}"] = [
-        cell(evals[(att, var)]) if var != "no_attention" else cell(evals[("none", "no_attention")]) for var in ROW
-    ]
+    table2[f"this run: {backbone} {att}, {len(seeds)} seeds"] = [cell(model(att, var).summary()) for var in ROW]
+for att in attentions:
+    table2[f"this run: {att}, all classes (the paper's mean)"] = [
+        f"{model(att, var).summary(counted=False).mean:.3f}" for var in ROW]
 for column in PAPER_TABLE2.columns:
     table2[f"paper: {column}"] = PAPER_TABLE2[column].map("{:.4f}".format)
 table2
 
 # %% [markdown]
 # Whether or not the intervals of two rows overlap, they are the wrong tool for comparing the
-# rows. Each interval includes the variation from *which* test images happen to be drawn, and
-# that variation is shared by all models: a resample rich in easy images lifts every model at
-# once. The paired bootstrap removes it.
+# rows. A seed that happens to draw an easy training subset lifts every model trained with it,
+# and a resample of easy test patients lifts every model scored on it. Both are shared between
+# the methods, and a comparison should take the difference first, seed by seed and resample by
+# resample.
 #
-# ## Which differences are real? The paired bootstrap
-# `metrics.paired_bootstrap` draws resamples of the test images as before, but scores *both*
-# models on each resample and keeps the difference of their AUCs. The percentile interval of
-# those differences says how much the gap between the two models would change on another test
-# set of the same size; if it contains 0, the test set cannot tell them apart. The two-sided
-# p-value is read from the same resamples: twice the share of resampled differences on the other
-# side of 0 (never below $2/(B+1)$). `compare_runs` does this from two run folders' prediction
-# files; in a terminal it is
+# ## Which differences are real? Two intervals for each
+# **The test set's noise: the paired bootstrap.** `metrics.paired_bootstrap` draws resamples of
+# the test patients as in chapter 7, but scores *both* models on each resample and keeps the
+# difference of their AUCs. The percentile interval of those differences says how much the gap
+# between *these two trained models* would change on another test set of the same size; if it
+# contains 0, the test set cannot tell them apart. The two-sided p-value is read from the same
+# resamples: twice the share of resampled differences on the other side of 0 (never below
+# $2/(B+1)$). `compare_runs` does this from two run folders' prediction files; in a terminal it is
 #
 # ```bash
 # cral compare RUN_A RUN_B        # two evaluated run folders, e.g. CRAL's and w/o residual's
 # ```
 #
-# Here every ablation is compared with CRAL of the same attention branch. The difference is
+# **The training noise: the seeds.** With the same seeds for both methods, the difference is
+# taken seed by seed (each seed's ablation minus the same seed's CRAL), and the t interval of the
+# mean of those differences says how sure we are that *the methods* differ, as far as this many
+# seeds can tell (`train.compare_seeds`, which gives both intervals; `metrics.seed_difference`
+# for the seed-level one from plain numbers). With three seeds, $t_2$ is large and the interval
+# wide: a few seeds can only detect a difference that is big compared with the seeds' spread.
+#
+# Every ablation is compared with CRAL of the same attention branch. The difference is
 # *ablation minus CRAL*, so a negative value means that removing the part lost AUC, as it does
-# in the paper (its difference is in the last column, from Table 2).
+# in the paper (its difference is in the last column, from Table 2). The paired interval shown is
+# that of the first seed's pair of runs, which is the comparison a single-run table makes.
 
 # %%
 paper_backbone = backbone if backbone in ("resnet50", "densenet121") else "resnet50"
 paper_cnn = {"resnet50": "R-50", "densenet121": "D-121"}[paper_backbone]
-rows = {}
+comparisons, rows = {}, {}
 for att in attentions:
-    cral_dir = runs[(att, "cral")].run_dir
     for var in ("no_category", "no_residual", "no_attention"):
-        other = runs[(att, var) if var != "no_attention" else ("none", "no_attention")].run_dir
-        mean = compare_runs(cral_dir, other, n_boot=n_boot, seed=seed).loc["Mean"]
+        cmp = compare_seeds(grid_runs[(att, "cral")], model(att, var), n_boot=n_boot, seed=seed)
+        comparisons[(att, ROW[var])] = cmp
+        row = cmp.row(first)
         rows[(att, ROW[var])] = {
-            "CRAL": mean["auc_a"],
-            "ablation": mean["auc_b"],
-            "difference": mean["diff"],
-            "ci_low": mean["ci_low"],
-            "ci_high": mean["ci_high"],
-            "p_value": mean["p_value"],
-            "interval excludes 0": not mean["ci_low"] <= 0 <= mean["ci_high"],
+            "seed-level difference": row["mean difference"],
+            "seed ci_low": row["seed ci_low"],
+            "seed ci_high": row["seed ci_high"],
+            f"seed {first}: difference": row[f"seed {first}: difference"],
+            "paired ci_low": row[f"seed {first}: paired ci_low"],
+            "paired ci_high": row[f"seed {first}: paired ci_high"],
+            "paired excludes 0": row["paired interval excludes 0"],
+            "seeds exclude 0": row["seed interval excludes 0"],
             "paper's difference": paper_auc(paper_backbone, att, var) - paper_auc(paper_backbone, att, "cral"),
         }
-paired = pd.DataFrame(rows).T
-paired.index.names = ["attention", "ablation"]
-print(f"paired intervals that exclude 0: {int(paired['interval excludes 0'].sum())} of {len(paired)}")
-paired.round(4)
+both = pd.DataFrame.from_dict(rows, orient="index")
+both.index.names = ["attention", "ablation"]
+both["survives both"] = both["paired excludes 0"] & both["seeds exclude 0"]
+print(f"{len(seeds)} seeds; paired intervals resample test {cmp.resample}; means over {len(counted)} classes")
+both.round(4)
 
 # %% [markdown]
-# A paired interval is usually narrower than the two separate intervals would suggest, because
-# the variation shared by both models cancels; the more alike their predictions, the more it
-# cancels. Six comparisons are made at once: even with no real difference anywhere, the chance
-# that at least one p-value falls below 0.05 is up to $1 - 0.95^6 \approx 26\%$ (if the tests
-# were independent), so a single small p-value in this table is weak evidence. (The p-value and
-# the interval are read from the same resamples in two slightly different ways, so a comparison
-# at the edge can have an interval that just excludes 0 and a p-value just above 0.05, or the
-# reverse.)
+# The test-set interval is narrow where the two models rank the test patients alike; the seed
+# interval is wide where the seeds disagree with each other. They answer different questions,
+# and the next cell says, from the table, which differences survive both and which only one.
+
+# %%
+def names(mask):
+    return ", ".join(f"{abl} ({att})" for att, abl in both.index[mask.to_numpy(bool)]) or "none"
+
+
+paired_only = both["paired excludes 0"] & ~both["seeds exclude 0"]
+seeds_only = ~both["paired excludes 0"] & both["seeds exclude 0"]
+neither = ~both["paired excludes 0"] & ~both["seeds exclude 0"]
+print(f"Of the {len(both)} differences from CRAL, {int(both['survives both'].sum())} survive both intervals "
+      f"(the seed-level one over {len(seeds)} seeds and the first seed's paired test-set one): "
+      f"{names(both['survives both'])}.")
+print(f"Only the paired test-set interval excludes 0 for {int(paired_only.sum())}: {names(paired_only)}; "
+      f"only the seed-level one for {int(seeds_only.sum())}: {names(seeds_only)}; neither for {int(neither.sum())}.")
+excluded_each = {k: int(((c.per_seed["ci_low"] > 0) | (c.per_seed["ci_high"] < 0)).sum()) for k, c in comparisons.items()}
+print("seeds whose own paired interval excludes 0, per ablation: "
+      + "; ".join(f"{abl} ({att}) {n} of {len(seeds)}" for (att, abl), n in excluded_each.items()))
+
+# %% [markdown]
+# A difference that only the paired interval calls real is a true statement about one pair of
+# trained models on this test set, and the seeds say that another pair could land elsewhere.
+# A difference that survives both is one the methods themselves probably make, on this data and
+# recipe. Six comparisons are made at once: even with no real difference anywhere, the chance
+# that at least one interval excludes 0 is up to $1 - 0.95^6 \approx 26\%$ (if the tests were
+# independent), so a single survivor is weak evidence. (The p-value and the interval are read
+# from the same resamples in two slightly different ways, so a comparison at the edge can have an
+# interval that just excludes 0 and a p-value just above 0.05, or the reverse.)
+#
+# Each seed's own paired comparison, for every ablation:
+
+# %%
+per_seed = pd.concat({k: c.per_seed for k, c in comparisons.items()}, names=["attention", "ablation"])
+per_seed[["reference", "other", "difference", "ci_low", "ci_high", "p_value"]].rename(
+    columns={"reference": "CRAL", "other": "ablation"}).round(4)
+
+# %% [markdown]
+# ## One comparison class by class
+# Per class, the intervals are wider still: each rests on that class's positives alone (chapter
+# 7), and the classes under the minimum are flagged.
 
 # %%
 (att_show, var_show) = (attentions[0], "no_attention")
 per_class = compare_runs(runs[(att_show, "cral")].run_dir, runs[("none", var_show)].run_dir, n_boot=n_boot, seed=seed)
-print(f"per class: {ROW[var_show]} minus CRAL ({att_show})")
-per_class[["auc_a", "auc_b", "diff", "ci_low", "ci_high", "p_value"]].round(3)
+per_class.insert(0, "test positives", evals[(att_show, "cral")].auc["n_pos"])
+per_class.insert(1, "flag", rule["flag"].reindex(per_class.index).fillna(""))
+print(f"per class: {ROW[var_show]} minus CRAL ({att_show}), seed {first}; the Mean row covers every class with an "
+      f"AUC (the paper's), the table above used the {len(counted)} counted ones")
+per_class[["test positives", "flag", "auc_a", "auc_b", "diff", "ci_low", "ci_high", "p_value"]].round(3)
 
 # %% [markdown]
-# Per class, the intervals are wider still: each rests on that class's positives alone (chapter
-# 7). `compare_runs` is `paired_bootstrap` on the two prediction files, after checking that they
-# cover the same images with the same labels. The same call on the arrays that `evaluate_run`
-# returned gives the same table:
+# `compare_runs` is `paired_bootstrap` on the two prediction files, after checking that they
+# cover the same images with the same labels, with the patient IDs of the predictions as the
+# groups. The same call on the arrays that `evaluate_run` returned gives the same table:
 
 # %%
 direct = paired_bootstrap(evals[(att_show, "cral")].labels, evals[(att_show, "cral")].probs,
-                          evals[("none", var_show)].probs, n_boot=n_boot, seed=seed)
-pd.testing.assert_frame_equal(direct.round(5), per_class.round(5), check_dtype=False)
+                          evals[("none", var_show)].probs, n_boot=n_boot, seed=seed,
+                          groups=evals[(att_show, "cral")].predictions["Patient ID"])
+pd.testing.assert_frame_equal(direct.round(5), per_class.drop(columns=["test positives", "flag"]).round(5),
+                              check_dtype=False)
 print("compare_runs and paired_bootstrap agree")
 
 # %% [markdown]
-# ## What the test set cannot tell: training noise
-# Both kinds of interval above measure one source of uncertainty: the finite test set. They
-# treat each trained model as fixed. But training is random too (initial weights, the order of
-# the batches, the crops), and another seed gives another model with another AUC. The paper
-# reports one run per cell, as is common. To see how large that randomness is here, the next
-# cell trains CRAL once more with another seed, everything else unchanged, and compares the two
-# runs of the *same* method exactly as the ablations were compared.
+# ## Two seeds of the same model
+# The yardstick of the training noise, seen directly: two runs of CRAL that differ only in
+# their seed, compared exactly as the ablations were. The paired interval says whether the test
+# set can tell these two models apart; the spread of CRAL over all the seeds is printed beside it.
 
 # %%
-if second_seed is not None:
-    att = attentions[0]
-    rerun = train(ablation_config(att, "cral", run_seed=second_seed), resume="auto", progress=True)
-    evaluate_run(rerun.run_dir, device=str(dev), n_boot=n_boot, seed=seed)
-    same = compare_runs(runs[(att, "cral")].run_dir, rerun.run_dir, n_boot=n_boot, seed=seed).loc["Mean"]
-    print(f"CRAL ({att}), seed {second_seed} minus seed {seed}: {same['diff']:+.4f} "
+att = attentions[0]
+if len(seeds) > 1:
+    cral_runs = grid_runs[(att, "cral")]
+    same = compare_runs(cral_runs.runs[seeds[0]].run_dir, cral_runs.runs[seeds[1]].run_dir, n_boot=n_boot,
+                        seed=seed, classes=counted).loc["Mean"]
+    spread = cral_runs.summary()
+    print(f"CRAL ({att}), seed {seeds[1]} minus seed {seeds[0]}: {same['diff']:+.4f} "
           f"[{same['ci_low']:+.4f}, {same['ci_high']:+.4f}], p = {same['p_value']:.3f}")
-    larger = int((paired["difference"].abs() > abs(same["diff"])).sum())
-    print(f"ablation differences larger than this seed difference: {larger} of {len(paired)}")
+    print(f"CRAL ({att}) over {spread.n_seeds} seeds: mean {spread.mean:.4f}, SD {spread.sd:.4f}; "
+          f"ablation differences larger than this SD: {int((both['seed-level difference'].abs() > spread.sd).sum())} "
+          f"of {len(both)}")
 
 # %% [markdown]
-# One extra seed is a single draw of the training noise, so this yardstick is rough either way.
-# When the two seeds land close together (the cell prints by how much), that does not make the
-# ablations' differences real: another pair of seeds can land further apart, and the paired
-# interval of the two seeds (printed beside their difference) shows how far apart two models
-# that differ only in their seed still rank the test images. When the two seeds differ by as
-# much as two methods, the ablation table says nothing about the methods at all. In both cases
-# the paired bootstrap may call a difference real; it is real for *these two trained models* on
-# this test distribution, and says nothing about the methods. To compare methods, train each
-# several times with different seeds and compare the spread of the runs with the gap between
-# the methods.
+# When two seeds of one method can be told apart by the paired bootstrap, a paired interval
+# that excludes 0 between two methods is no evidence about the methods on its own: it would say
+# the same of two seeds. That is why the table above puts the seed-level interval beside it.
 
-# %% mystnb={"figure": {"caption": "Left: mean test AUC of each model of the grid with its 95% bootstrap interval. Right: each ablation minus CRAL of the same attention branch, with its 95% paired bootstrap interval (black) and the paper's difference from Table 2 (red crosses); the shaded band is as wide as the difference between two seeds of the same CRAL model. An interval that crosses zero means the test set cannot tell the two models apart; a difference inside the band is no larger than what a change of seed produces.", "name": "fig-08-ablations"}}
+# %% mystnb={"figure": {"caption": "Left: test mean AUC (counted classes) of each model of the grid, one dot per training seed, with the mean over the seeds and its 95% t interval. Right: each ablation minus CRAL of the same attention branch: the seed-level 95% t interval of the per-seed differences (blue), the first seed's 95% paired bootstrap interval over test patients (black), and the paper's difference from Table 2 (red crosses). A difference says something about the methods only when both intervals leave out zero.", "name": "fig-08-ablations"}}
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1, 1.2]})
 labels = [f"{ROW[var]} ({att})" if var != "no_attention" else ROW[var] for att, var in grid]
-means = np.array([evals[k].auc.loc["Mean", ["auc", "ci_low", "ci_high"]].to_numpy(float) for k in grid])
 y = np.arange(len(grid))[::-1]
-ax1.errorbar(means[:, 0], y, xerr=[means[:, 0] - means[:, 1], means[:, 2] - means[:, 0]], fmt="o",
-             color="black", ecolor="grey", capsize=3)
+for yi, key in zip(y, grid):
+    s = grid_runs[key].summary()
+    ax1.scatter(s.values.to_numpy(), np.full(s.n_seeds, yi), color="grey", s=12, zorder=2)
+    ax1.errorbar([s.mean], [yi], xerr=[[s.mean - s.ci_low], [s.ci_high - s.mean]], fmt="o", color="black",
+                 capsize=3, zorder=3)
 ax1.axvline(0.5, color="lightgrey", ls=":")
 ax1.set_yticks(y, labels, fontsize=8)
-ax1.set_xlabel("mean test AUC")
-ax1.set_title("each model", fontsize=10)
+ax1.set_xlabel("test mean AUC (counted classes)")
+ax1.set_title(f"each model, {len(seeds)} seeds", fontsize=10)
 
-y2 = np.arange(len(paired))[::-1]
-d = paired["difference"].to_numpy(float)
-ax2.errorbar(d, y2, xerr=[d - paired["ci_low"].to_numpy(float), paired["ci_high"].to_numpy(float) - d],
-             fmt="o", color="black", ecolor="grey", capsize=3, label="this run (paired 95% interval)")
-ax2.scatter(paired["paper's difference"], y2, marker="x", color="#d62728", zorder=3,
+y2 = np.arange(len(both))[::-1]
+d_seed = both["seed-level difference"].to_numpy(float)
+d_pair = both[f"seed {first}: difference"].to_numpy(float)
+ax2.errorbar(d_seed, y2 + 0.15, xerr=[d_seed - both["seed ci_low"].to_numpy(float),
+                                      both["seed ci_high"].to_numpy(float) - d_seed],
+             fmt="s", color="#1f77b4", capsize=3, label=f"seed-level t interval ({len(seeds)} seeds)")
+ax2.errorbar(d_pair, y2 - 0.15, xerr=[d_pair - both["paired ci_low"].to_numpy(float),
+                                      both["paired ci_high"].to_numpy(float) - d_pair],
+             fmt="o", color="black", ecolor="grey", capsize=3, label=f"paired bootstrap, seed {first}")
+ax2.scatter(both["paper's difference"], y2, marker="x", color="#d62728", zorder=3,
             label=f"paper, Table 2 ({paper_cnn})")
-if second_seed is not None:
-    ax2.axvspan(-abs(same["diff"]), abs(same["diff"]), color="#1f77b4", alpha=0.15,
-                label=f"within ± |CRAL seed {second_seed} - seed {seed}|")
 ax2.axvline(0, color="black", lw=0.8)
-ax2.set_yticks(y2, [f"{abl} ({att})" for att, abl in paired.index], fontsize=8)
+ax2.set_yticks(y2, [f"{abl} ({att})" for att, abl in both.index], fontsize=8)
 ax2.set_xlabel("AUC difference: ablation minus CRAL")
-ax2.set_title("paired differences", fontsize=10)
-ax2.legend(fontsize=7, loc="best")
+ax2.set_title("differences from CRAL", fontsize=10)
+ax2.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
 fig.tight_layout()
 plt.show()
 
@@ -307,30 +384,32 @@ plt.show()
 # ## Reading the result
 # In fast mode, on the synthetic data, the models are small, trained from random weights for
 # a few epochs on a few hundred images of 112 pixels, and the left panel shows how far from
-# chance (0.5) they got. Between models that have learned this little, a difference of AUC
-# reflects which chance features each run happened to pick up more than what its architecture
-# can do; the second seed of CRAL shows the size of that effect for one model. So read the right
-# panel through the band: a difference no larger than what a change of seed produces is no
-# evidence about the methods, whatever its p-value (and one extra seed gives only a rough idea
-# of the training noise: the band is a yardstick, not a test). A paired interval that excludes
-# zero here is a true statement about two particular trained models on a few hundred test
-# images; it does not say that removing a part of CRAL helps or hurts. The fast mode shows how
-# the comparison is made, not its answer: differences of the size the paper reports, a few
-# thousandths to a hundredth of AUC, are far below what this setting can resolve.
+# chance (0.5) they got and how much the seeds scatter. Between models that have learned this
+# little, a difference of AUC reflects which chance features each run happened to pick up as
+# much as what its architecture can do, and the seed-level intervals show it. Read the right
+# panel row by row: a black interval clear of zero with a blue one across it is a difference
+# between two trained models, not between two methods; only a row where both leave out zero
+# (the cell under the table names them) says something about the methods, on this data and
+# with this recipe. The fast mode shows how the comparison is made, not its answer: differences
+# of the size the paper reports, a few thousandths to a hundredth of AUC, are far below what
+# this setting can resolve.
 #
-# At full scale the question becomes answerable. The real test split has 25,596 images and
-# hundreds to thousands of positives per class (chapter 7), which should narrow the paired
-# intervals of the mean AUC to the order of the paper's gaps. Run the chapter with the
-# paper's recipe (`recipe="paper"`: ResNet-50 from ImageNet weights, SGD, 224-pixel crops,
-# batch 64, 30 epochs on every training image; `backbone="densenet121"` for the other half of
-# Table 2): seven 30-epoch runs, so put `runs_dir` on storage that survives the session;
-# `benchmarks/end_to_end.py` projects the time of one on your GPU, as the book's performance page
-# explains), and, to judge the methods rather than single runs, repeat it with a few seeds.
+# At full scale the question becomes answerable. The real test split has 25,596 images of
+# thousands of patients and hundreds to thousands of positives per class (chapter 7), which
+# should narrow the paired intervals of the mean AUC to the order of the paper's gaps, and longer
+# training on all images makes the seeds agree more. Run the chapter with the paper's recipe
+# (`recipe="paper"`: ResNet-50 from ImageNet weights, SGD, 224-pixel crops, batch 64, 30 epochs
+# on every training image; `backbone="densenet121"` for the other half of Table 2): seven
+# 30-epoch runs per seed, so put `runs_dir` on storage that survives the session
+# (`benchmarks/end_to_end.py` projects the time of one on your GPU, as the book's performance
+# page explains), and keep at least three seeds, so that the seed-level interval exists.
 #
 # ## Summary
 # - The four rows of Table 2 are four `variant`s of one builder; the baseline is shared by att1
-#   and att2, so a backbone's grid is seven models.
-# - Separate intervals answer "how precise is this model's AUC", paired intervals answer "is
-#   this model better than that one on this test set"; only the second compares models.
-# - Neither measures the randomness of training: a second seed of the same model is the
-#   yardstick for any difference between methods.
+#   and att2, so a backbone's grid is seven models, here trained once per seed (`train_seeds`).
+# - Separate intervals answer "how precise is this model's AUC"; paired intervals answer "is
+#   this model better than that one on this test set"; the seed-level interval of the per-seed
+#   differences answers "is this method better than that one, over training runs"
+#   (`compare_seeds`).
+# - A difference says something about the methods only when it survives both the test-set and
+#   the seed-level interval.

@@ -49,6 +49,9 @@ def test_check_of_a_trained_run_matches_its_evaluation(tiny_run):
     assert 0 < check.within_map_range < 1 and 0 < check.between_class_spread < 1
     assert 0 < check.mean_attention < 1
     assert f"{check.auc:.4f}" in check.summary()
+    assert check.table.attrs["resample"] == "patients"  # the paired interval draws patients, as evaluate_run
+    by_image = attention_check(tiny_run, "test", device="cpu", n_boot=50, by_patient=False)
+    assert by_image.table.attrs["resample"] == "images" and by_image.drop == pytest.approx(check.drop)
 
 
 def test_flat_attention_changes_nothing(tiny_run, tmp_path):

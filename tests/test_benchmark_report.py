@@ -89,3 +89,20 @@ def test_readme_results_come_from_stored_json():
     best = {(x["candidate"], x["precision"], x["format"]): x["images_per_s"] for x in fb["rows"]}
     ratio = best[("small_resnet@112", "fp32", "default")] / best[("resnet18@64", "fp32", "default")]
     assert f"{ratio:.2f}" in section
+
+
+def test_per_class_line_flags_the_rare_classes_and_marks_the_paper_mean(tmp_path):
+    report = load_report()
+    result = json.loads((RESULTS / "synthetic_auc_cpu.json").read_text())
+    classes = list(result["per_class"])
+    result["per_class_positives"] = {c: (1 if c == "Pneumothorax" else 0 if c == "Hernia" else 40) for c in classes}
+    result["resample"] = "patients"
+    (tmp_path / "synthetic_auc_x.json").write_text(json.dumps(result))
+    text = report.report(tmp_path)
+    counted = [v for c, v in result["per_class"].items() if c not in ("Pneumothorax", "Hernia")]
+    every = [v for v in result["per_class"].values() if v is not None]
+    assert f"Pneumothorax {result['per_class']['Pneumothorax']:.2f} (1)*" in text and "Hernia – (0)*" in text
+    assert f"Mean (counted classes): **{sum(counted) / len(counted):.3f}** (12 classes)" in text
+    assert f"Mean (all classes, as the paper): {sum(every) / len(every):.3f} (marked" in text
+    assert "fewer than 10 positive test images" in text and "bootstrap over test patients" in text
+    assert "1 training seed" in text

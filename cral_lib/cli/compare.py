@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="the split both were evaluated on (default: test)")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    parser.add_argument("--resample", default="patients", choices=["patients", "images"],
+                        help="what the bootstrap draws: whole patients (default) or single images")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = compare_runs(args.run_a, args.run_b, split=args.split, n_boot=args.bootstrap, seed=args.seed)
+        table = compare_runs(args.run_a, args.run_b, split=args.split, n_boot=args.bootstrap, seed=args.seed,
+                             by_patient=args.resample == "patients")
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):

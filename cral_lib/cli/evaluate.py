@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% intervals; 0 for none (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    parser.add_argument("--resample", default="patients", choices=["patients", "images"],
+                        help="what the bootstrap draws: whole patients with all their images (the cluster "
+                             "bootstrap, default) or single images")
     parser.add_argument("--thresholds", default="youden", metavar="RULE",
                         help="how the per-class thresholds are chosen on the validation split: youden "
                              "(max sensitivity + specificity - 1), sensitivity:S (the highest threshold "
@@ -66,10 +69,14 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(
         args.run, args.split, which=args.checkpoint, data_dir=args.data, cache_dir=args.cache, device=args.device,
         batch_size=args.batch_size, n_boot=args.bootstrap, seed=args.seed, progress=not args.no_progress,
-        threshold_rule=rule,
+        threshold_rule=rule, by_patient=args.resample == "patients",
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(result.auc)
+        print(f"\nintervals: {result.auc.attrs.get('resample', 'no')} resampled")
+        print()
+        print(result.classes.drop(columns=["note"]))
+        print(result.classes.attrs["rule"])
         print()
         print(result.table1)
         if result.operating is not None:

@@ -9,6 +9,9 @@ One file per job:
 - ``splits.py``: the image cache and the splits as rows of it; ``predict.py``: predictions and the mean AUC.
 - :func:`evaluate_run`, :func:`load_run_model`, :func:`compare_runs`, :func:`load_predictions`
   (``evaluate.py``): predictions, AUC with confidence intervals, the paper's table.
+- :func:`train_seeds`, :func:`compare_seeds` (``seeds.py``): one configuration over several
+  training seeds (each in its own run folder, finished runs reused), and two methods compared
+  seed by seed: the test-set paired bootstrap of each seed beside the t interval over the seeds.
 - :func:`attention_check` (``probe.py``): how much a run's maps vary, and the AUC with
   every map replaced by its mean (does the attention matter?).
 - ``checkpoint.py``: atomic checkpoints loaded with ``weights_only=True``.
@@ -40,6 +43,11 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "compare_runs": ".evaluate",
     "load_predictions": ".evaluate",
     "read_thresholds": ".evaluate",
+    "load_patients": ".evaluate",
+    "train_seeds": ".seeds",
+    "compare_seeds": ".seeds",
+    "SeedRuns": ".seeds",
+    "SeedComparison": ".seeds",
     "attention_check": ".probe",
     "AttentionCheck": ".probe",
 })

@@ -5,8 +5,10 @@ and the paper's Table 1 beside the run's own row.
 the run folder (``<split>`` is ``test`` unless asked otherwise):
 
 - ``predictions_<split>.csv``: one row per image: name, patient, the 14 labels and the 14 probabilities;
-- ``auc_<split>.csv`` and ``auc_<split>.json``: per-class AUC, 95% bootstrap interval, positives, negatives,
-  and the mean;
+- ``auc_<split>.csv`` and ``auc_<split>.json``: per-class AUC, 95% bootstrap interval (resampling patients
+  by default: the cluster bootstrap), positives, negatives, and the mean; the JSON adds the table of
+  :func:`cral_lib.metrics.class_table` (the classes under :data:`~cral_lib.metrics.MIN_POSITIVES` test
+  positives flagged and left out of the mean, the paper's mean of all classes beside it);
 - ``table1_<split>.csv``: the run's row laid out like the paper's Table 1, with the paper's rows;
 - ``thresholds.json``: one threshold per class, chosen on the validation split (Youden's J by
   default, :mod:`cral_lib.metrics.operating`), which ``cral predict`` calls findings with;
@@ -32,7 +34,7 @@ from .. import CLASSES, models
 from ..data import BatchLoader, TestTransform
 from ..device import eval_precision
 from ..errors import CheckpointError, ConfigError
-from ..metrics import auc_table, bootstrap_auc, paired_bootstrap, results_table, roc_curves
+from ..metrics import auc_table, bootstrap_auc, class_table, paired_bootstrap, results_table, roc_curves
 from ..metrics.operating import DEFAULT_RULE, choose_thresholds, normal_false_positives, operating_points, parse_rule
 from . import checkpoint as ckpt
 from .config import TrainConfig
@@ -61,6 +63,9 @@ class EvalResult:
         operating: per class, sensitivity, specificity and PPV on this split at those thresholds,
             with 95% Wilson intervals.
         normal: on this split's images without any finding, how many get a finding called.
+        classes: :func:`cral_lib.metrics.class_table` of ``auc``: the test positives of each class,
+            the classes under the minimum flagged, the mean of the counted classes (with its
+            interval from the same resamples) and the paper's mean of all classes.
     """
 
     run_dir: Path
@@ -75,6 +80,7 @@ class EvalResult:
     thresholds: Any = None
     operating: Any = None
     normal: dict | None = None
+    classes: Any = None
 
 
 #: Where ``cral evaluate`` stores the thresholds chosen on the validation split.
@@ -146,6 +152,7 @@ def evaluate_run(
     progress: bool = True,
     write: bool = True,
     threshold_rule: str | None = DEFAULT_RULE,
+    by_patient: bool = True,
 ) -> EvalResult:
     """Predict a split with a run's checkpoint and measure per-class AUC with bootstrap intervals.
 
@@ -158,6 +165,11 @@ def evaluate_run(
     the maximum of sensitivity + specificity - 1, or ``"sensitivity:S"``), stored in the run as
     ``thresholds.json`` (what ``cral predict`` calls findings with), and the evaluated split's
     sensitivity, specificity and PPV at them are measured with 95% intervals.
+
+    Intervals: the bootstrap resamples patients (``Patient ID`` of the release's Data_Entry
+    file), each drawn patient bringing all of its images, because the follow-up films of one
+    patient are not independent evidence (:func:`cral_lib.metrics.bootstrap_auc` with
+    ``groups``); ``by_patient=False`` resamples images.
 
     Args:
         run_dir: the run folder written by :func:`cral_lib.train.train`.
@@ -172,6 +184,7 @@ def evaluate_run(
         progress: show a progress bar.
         write: write the CSV/JSON files into the run folder.
         threshold_rule: the rule of the thresholds, or None for none.
+        by_patient: resample patients (True, the default) or images (False) for the intervals.
     """
     if split not in ("test", "val", "train", "train_val"):
         raise ConfigError(f"split={split!r} is not one of test, val, train, train_val")
@@ -203,11 +216,16 @@ def evaluate_run(
         for i, c in enumerate(classes):
             pred[f"prob_{c}"] = probs[:, i]
         table = auc_table(labels, probs, classes=classes)
+        samples = None
         if n_boot:
-            ci = bootstrap_auc(labels, probs, n_boot=n_boot, seed=seed, classes=classes)
+            groups = pred["Patient ID"].to_numpy() if by_patient else None
+            ci, samples = bootstrap_auc(labels, probs, n_boot=n_boot, seed=seed, classes=classes, groups=groups,
+                                        return_samples=True)
             for col in ci.columns:
                 if col not in table.columns:
                     table[col] = ci[col]
+            table.attrs.update({k: ci.attrs[k] for k in ("n_boot", "ci", "resample", "n_groups")})
+        per_class = class_table(table, samples=samples)
         roc = roc_curves(labels, probs, classes=classes)
         name = f"{config.backbone}+{config.attention} {config.variant} (this run)"
         table1 = results_table({name: table}, include_paper=True)
@@ -228,9 +246,9 @@ def evaluate_run(
             files += [threshold_file(tag), f"operating_{split}{tag}.csv"]
         if write and info.is_main:
             _write_results(run_dir, files, split, which, state, config.data_dir, pred, table, table1, labels, classes,
-                           threshold_rule, thresholds, operating, normal, n_val)
+                           threshold_rule, thresholds, operating, normal, n_val, per_class)
         return EvalResult(run_dir, split, pred, table, roc, table1, labels, probs, files=files, thresholds=thresholds,
-                          operating=operating, normal=normal)
+                          operating=operating, normal=normal, classes=per_class)
     finally:
         cleanup(info)
 
@@ -257,7 +275,7 @@ def threshold_file(tag: str = "") -> str:
 
 def _write_results(run_dir: Path, files: list[str], split: str, which: str, state: dict, data_dir: str, pred: Any,
                    table: Any, table1: Any, labels: np.ndarray, classes: list[str], rule: str | None, thresholds: Any,
-                   operating: Any, normal: dict | None, n_val: int) -> None:
+                   operating: Any, normal: dict | None, n_val: int, per_class: Any) -> None:
     """The files of :func:`evaluate_run`, under the names ``files`` (see the module docstring)."""
     ckpt.atomic_write_text(run_dir / files[0], pred.to_csv(index=False))
     ckpt.atomic_write_text(run_dir / files[1], table.to_csv())
@@ -270,6 +288,12 @@ def _write_results(run_dir: Path, files: list[str], split: str, which: str, stat
         "mean_auc": _finite(table.loc["Mean", "auc"]),
         "per_class": {c: _finite(table.loc[c, "auc"]) for c in classes},
         "table": json.loads(table.to_json(orient="index")),
+        "intervals": {"resample": table.attrs.get("resample"), "n_groups": table.attrs.get("n_groups"),
+                      "n_boot": table.attrs.get("n_boot"), "ci": table.attrs.get("ci"), "method": "percentile"},
+        "min_positives": per_class.attrs["min_positives"],
+        "mean_auc_counted": _finite(per_class.iloc[-2]["auc"]),
+        "classes_flagged": per_class.attrs["flagged"],
+        "class_table": json.loads(per_class.to_json(orient="index")),
     }
     if thresholds is not None:
         summary["at_thresholds"] = {"rule": rule, "normal_images": {k: _finite(v) for k, v in normal.items()},
@@ -379,10 +403,36 @@ def load_predictions(run_dir: str | Path, split: str = "test"):
 MIN_SHARE = 0.9
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_boot: int = 1000, seed: int = 0):
-    """Paired bootstrap comparison of two evaluated runs on the same images (b minus a)."""
+def load_patients(run_dir: str | Path, split: str = "test") -> np.ndarray:
+    """The ``Patient ID`` of every row of ``predictions_<split>.csv``, in its order."""
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: run `cral evaluate --run {run_dir} --split {split}` first")
+    df = pd.read_csv(path, usecols=lambda c: c == "Patient ID")
+    if "Patient ID" not in df.columns:
+        raise CheckpointError(f"{path} has no Patient ID column: run `cral evaluate --run {run_dir}` again")
+    return df["Patient ID"].to_numpy()
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_boot: int = 1000, seed: int = 0, *,
+                 by_patient: bool = True, classes: list[str] | None = None):
+    """Paired bootstrap comparison of two evaluated runs on the same images (b minus a).
+
+    Args:
+        run_a: the reference run folder (evaluated on ``split``).
+        run_b: the other run folder.
+        split: the split both were evaluated on.
+        n_boot: resamples.
+        seed: seed of the resampling.
+        by_patient: resample patients (the default, as :func:`evaluate_run`) or images.
+        classes: compare over these classes only (their mean is the ``Mean`` row); default all.
+
+    Returns:
+        :func:`cral_lib.metrics.paired_bootstrap`'s table.
+    """
     names_a, y_a, p_a = load_predictions(run_a, split)
     names_b, y_b, p_b = load_predictions(run_b, split)
+    groups = load_patients(run_a, split) if by_patient else None
     if names_a != names_b:
         common = sorted(set(names_a) & set(names_b))
         share = len(common) / max(len(names_a), len(names_b))
@@ -402,12 +452,20 @@ def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test", n_bo
         sel_a = [ia[n] for n in common]
         sel_b = [ib[n] for n in common]
         y_a, p_a, p_b, y_b = y_a[sel_a], p_a[sel_a], p_b[sel_b], y_b[sel_b]
+        groups = groups[sel_a] if groups is not None else None
     if not np.array_equal(y_a, y_b):
         raise ConfigError(f"{run_a} and {run_b} disagree on the labels of the same images: different datasets")
-    return paired_bootstrap(y_a, p_a, p_b, n_boot=n_boot, seed=seed)
+    names = list(CLASSES)[: y_a.shape[1]]
+    if classes is not None:
+        unknown = [c for c in classes if c not in names]
+        if unknown or not classes:
+            raise ConfigError(f"classes={classes!r}: give some of the runs' classes ({', '.join(names)})")
+        cols = [names.index(c) for c in classes]
+        y_a, p_a, p_b, names = y_a[:, cols], p_a[:, cols], p_b[:, cols], list(classes)
+    return paired_bootstrap(y_a, p_a, p_b, n_boot=n_boot, seed=seed, classes=names, groups=groups)
 
 
 # eval_precision lived here before cral_lib.device; importable from here still.
 __all__ = ["EvalResult", "THRESHOLDS_FILE", "eval_precision", "evaluate_run", "split_loader", "predict_split",
            "read_thresholds", "threshold_file", "load_run_model", "run_config", "checkpoint_path", "load_predictions",
-           "compare_runs"]
+           "load_patients", "compare_runs"]

@@ -92,7 +92,7 @@ def map_statistics(attention: Tensor) -> tuple[Tensor, Tensor]:
 
 def attention_check(run_dir: str | Path, split: str = "test", *, which: str = "best", device: str = "auto",
                     data_dir: str | None = None, batch_size: int | None = None, n_boot: int = 1000,
-                    seed: int = 0, progress: bool = False) -> AttentionCheck:
+                    seed: int = 0, progress: bool = False, by_patient: bool = True) -> AttentionCheck:
     """Measure a run's attention maps on a split and run the constant-attention check.
 
     Args:
@@ -105,6 +105,7 @@ def attention_check(run_dir: str | Path, split: str = "test", *, which: str = "b
         n_boot: paired bootstrap resamples.
         seed: seed of the bootstrap.
         progress: show a progress bar.
+        by_patient: resample patients (the default, as :func:`~cral_lib.train.evaluate_run`) or images.
 
     Raises:
         ConfigError: the run has no attention branch (``variant="no_attention"``).
@@ -134,7 +135,10 @@ def attention_check(run_dir: str | Path, split: str = "test", *, which: str = "b
             level.append(a.mean(dim=(1, 2, 3)))
     p_own, p_flat = (torch.cat(t).cpu().numpy() for t in (own, flat))
     classes = list(CLASSES)[: config.num_classes]
-    table = paired_bootstrap(labels, p_flat, p_own, n_boot=n_boot, seed=seed, classes=classes)
+    groups = None
+    if by_patient:
+        groups = data.dataset.frame.set_index("Image Index").loc[list(data.names), "Patient ID"].to_numpy()
+    table = paired_bootstrap(labels, p_flat, p_own, n_boot=n_boot, seed=seed, classes=classes, groups=groups)
     mean = table.loc["Mean"]
     return AttentionCheck(
         map_size=tuple(int(v) for v in attention.shape[-2:]),
