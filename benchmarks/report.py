@@ -132,8 +132,10 @@ def synthetic_auc_table(results: list[tuple[str, dict]]) -> str:
         c = r["config"]
         scale = c.get("attention_lr_scale", 1.0)
         att_lr = f" (attention branch {c['lr'] * scale:g})" if scale != 1 else ""
-        return (f"{r['machine']}; {c['backbone']} + {c['attention']} from random weights, {c['optimizer']} lr "
-                f"{c['lr']:g}{att_lr}, {c['image_size']} px crops, batch {c['batch_size']}, {c['epochs']} epochs; "
+        data = f"{r['dataset_images']:,}-image synthetic set, " if r.get("dataset_images") else ""
+        precision = f", {r['precision']}" if r.get("precision") else ""
+        return (f"{r['machine']}; {data}{c['backbone']} + {c['attention']} from random weights, {c['optimizer']} lr "
+                f"{c['lr']:g}{att_lr}, {c['image_size']} px crops, batch {c['batch_size']}, {c['epochs']} epochs{precision}; "
                 f"{_seeds(r)}, 95% CI: percentile bootstrap over test {r.get('resample', 'images')}")
 
     def rows(r):

@@ -75,6 +75,21 @@ def _num(x) -> float | None:
     return x if x == x and abs(x) != float("inf") else None
 
 
+def _release_size(root: Path) -> int:
+    """Images in the release folder (rows of its Data_Entry file)."""
+    from cral_lib.data.release import find_csv, read_data_entry
+
+    return int(len(read_data_entry(find_csv(root))))
+
+
+def _precision(config) -> str:
+    """The training precision ``amp`` resolved to on this machine (``auto``: bf16 on a CPU that has it)."""
+    from cral_lib.device import amp_settings, resolve_device
+
+    dtype, _ = amp_settings(config.amp, resolve_device(config.device))
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     workdir = Path(args.workdir or Path(tempfile.gettempdir()) / "cral-bench-auc")
@@ -114,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads)",
-        "dataset": str(root), "config": config.to_dict(), "test_images": int(len(ev.labels)),
+        "dataset": str(root), "dataset_images": _release_size(root), "precision": _precision(config),
+        "config": config.to_dict(), "test_images": int(len(ev.labels)),
         "mean_auc": _num(mean["auc"]), "ci_low": _num(mean["ci_low"]), "ci_high": _num(mean["ci_high"]),
         "per_class": {c: _num(v) for c, v in ev.auc["auc"].drop("Mean").items()},
         "per_class_positives": {c: int(v) for c, v in ev.auc["n_pos"].drop("Mean").items()},
