@@ -201,8 +201,12 @@ def predict(idx):
 probs, att, heat = predict(np.arange(len(test)))
 labels = test.labels
 aucs = metrics.auc_table(labels, probs)
+classes_auc = metrics.class_table(aucs)  # test positives per class; the rare ones flagged
 print(f"attention maps {att.shape}, heatmaps {heat.shape}")
-print(f"test mean AUC over {aucs.attrs['n_classes_defined']} classes: {aucs.loc['Mean', 'auc']:.3f}")
+print(f"test mean AUC over the {len(classes_auc.attrs['counted'])} classes with at least "
+      f"{classes_auc.attrs['min_positives']} test positives: {classes_auc.loc[metrics.MEAN_COUNTED, 'auc']:.3f} "
+      f"({metrics.MEAN_ALL}: {classes_auc.loc[metrics.MEAN_ALL, 'auc']:.3f}; flagged: "
+      f"{', '.join(classes_auc.attrs['flagged']) or 'none'})")
 
 # %% [markdown]
 # ## Heatmaps of the conv5 features (the paper's Fig. 5)
@@ -350,6 +354,8 @@ attention_table = pd.DataFrame(
 )
 attention_table["AUC of mean a"] = metrics.auc_table(labels, att_mean)["auc"]
 attention_table["AUC of p"] = aucs["auc"]
+attention_table["rare"] = classes_auc["flag"]  # under the minimum of test positives
+print(classes_auc.attrs["rule"])
 attention_table.style.format("{:.2e}", subset=["mean a (present)", "mean a (absent)"], na_rep="–").format(
     "{:.3f}", subset=["AUC of mean a", "AUC of p"], na_rep="–")
 
