@@ -133,10 +133,16 @@ def eval_precision(amp: str, device: Any) -> torch.dtype | None:
     """The autocast dtype for predictions of a run trained with ``amp``, on ``device``.
 
     The training precision on a GPU, except bfloat16 where the GPU only emulates it (float16
-    then, which needs no gradient scaler for predictions); full precision on a CPU, so that a
-    run trained with ``fp16`` on a GPU can be evaluated anywhere.
+    then, which needs no gradient scaler for predictions). On a CPU: bfloat16 for a run trained
+    with ``auto`` or ``bf16`` where the CPU computes it natively (as its validation during
+    training did; measured on the 2-core AVX512-BF16 machine, with the channels-last format of
+    the fast recipe, predicting the book's 2,283 test images took 3.8 s instead of 9.7 s and
+    moved the test mean AUC by 1e-4),
+    else full precision, so that a run trained with ``fp16`` on a GPU can be evaluated anywhere.
     """
     device = torch.device(device)
+    if device.type == "cpu":
+        return torch.bfloat16 if amp in ("auto", "bf16") and native_bf16(device) else None
     if device.type != "cuda":
         return None
     if amp == "bf16" and not native_bf16(device):

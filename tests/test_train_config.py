@@ -260,8 +260,13 @@ def test_predictions_use_full_precision_on_the_cpu_and_no_emulated_bf16(monkeypa
     """A run trained with fp16 on a GPU can be evaluated on a CPU; a bf16 run on a T4 predicts in fp16."""
     from cral_lib.device import eval_precision
 
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     for amp in ("auto", "bf16", "fp16", "off"):
         assert eval_precision(amp, "cpu") is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert eval_precision("auto", "cpu") == torch.bfloat16 and eval_precision("bf16", "cpu") == torch.bfloat16
+    assert eval_precision("fp16", "cpu") is None and eval_precision("off", "cpu") is None
     _FakeGPU(monkeypatch, (7, 5), "Tesla T4")
     assert eval_precision("bf16", "cuda") == torch.float16
     assert eval_precision("fp16", "cuda") == torch.float16

@@ -119,7 +119,10 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any =
     config = TrainConfig.from_dict(state["config"])
     model = models.build_model(**config.model_kwargs, weights=None)
     model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
-    model.to(torch.device(device) if isinstance(device, str) else device).eval()
+    device = torch.device(device) if isinstance(device, str) else device
+    model.to(device).eval()
+    if config.channels_last if config.channels_last is not None else device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # the run's memory format, as in training
     return model, config, state
 
 
