@@ -45,7 +45,7 @@ RECIPES: dict[str, Callable[..., TrainConfig]] = {"fast": fast_recipe, "paper": 
 #: three seeds (21 runs) in a few minutes on a CPU: fewer epochs (the learning rate drops before
 #: the last), on a seeded subset of the training images (each seed draws its own subset). The
 #: paper's recipe is left as it is.
-ABLATION_FAST: dict[str, Any] = {"epochs": 3, "lr_milestones": (2,), "max_train_images": 1000}
+ABLATION_FAST: dict[str, Any] = {"epochs": 3, "lr_milestones": (2,), "max_train_images": 600}
 
 #: Where runs go when neither a parameter nor ``CRAL_RUNS_DIR`` says.
 DEFAULT_RUNS_DIR = "runs"
