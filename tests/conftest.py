@@ -198,3 +198,15 @@ def train_config(release: Path, out: Path, **changes):
     from cral_lib.train import TrainConfig
 
     return TrainConfig(data_dir=str(release), out_dir=str(out), **{**TRAIN_SMALL, **changes})
+
+
+def book_tools(build: Path, monkeypatch, name: str = "book_tools_under_test"):
+    """tools/book.py loaded as a module whose _build/ is ``build`` (``CRAL_BOOK_BUILD``)."""
+    import importlib.util
+
+    monkeypatch.setenv("CRAL_BOOK_BUILD", str(build))
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "tools" / "book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.BUILD == build
+    return module

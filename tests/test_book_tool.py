@@ -3,7 +3,6 @@ browser, and no chapter can hang the build (cell and chapter limits, one retry, 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from conftest import book_tools
 from nbformat.v4 import new_code_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +20,7 @@ BOOK_PY = ROOT / "tools" / "book.py"
 
 def _book_tools(build: Path, monkeypatch):
     """tools/book.py loaded as a module whose _build/ is ``build``."""
-    monkeypatch.setenv("CRAL_BOOK_BUILD", str(build))
-    spec = importlib.util.spec_from_file_location("book_tools_stub", BOOK_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.BUILD == build
-    return module
+    return book_tools(build, monkeypatch, "book_tools_stub")
 
 
 def _no_browser_path(tmp_path: Path) -> str:

@@ -7,7 +7,6 @@ epoch, the small backbone, random weights) on chapters 6 and 7, which share one 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,8 +16,8 @@ import time
 import urllib.error
 from pathlib import Path
 
-import psutil
 import pytest
+from conftest import book_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK_PY = ROOT / "tools" / "book.py"
@@ -26,11 +25,7 @@ BOOK_PY = ROOT / "tools" / "book.py"
 
 def _book_tools(build: Path, monkeypatch):
     """tools/book.py loaded as a module whose _build/ is ``build``."""
-    monkeypatch.setenv("CRAL_BOOK_BUILD", str(build))
-    spec = importlib.util.spec_from_file_location("book_tools_editions", BOOK_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return book_tools(build, monkeypatch, "book_tools_editions")
 
 
 @pytest.fixture
@@ -81,7 +76,7 @@ def _fake_rates(folder: Path, device: str) -> Path:
 def test_plan_shares_runs_and_estimates_from_a_measured_rate(book, tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     plan = book.edition_plan(_sources(book, "06", "08", "10"), {}, tmp_path / "data", runs_dir)
-    assert len(plan["runs"]) == 8  # the grid's seven models and the second seed; chapter 6's run is the grid's
+    assert len(plan["runs"]) == 21  # the grid's seven models over three seeds; chapter 6's run is the grid's
     own = next(n for n, r in plan["runs"].items() if r["chapters"] == ["06_training", "08_ablations", "10_localization"])
     assert own.startswith("resnet50_att1_cral_224px-")
     base = next(n for n in plan["runs"] if n.startswith("resnet50_none_no_attention_224px-"))
@@ -101,13 +96,13 @@ def test_plan_shares_runs_and_estimates_from_a_measured_rate(book, tmp_path, cap
     assert "measured on NVIDIA H200" in out and str(rates / "end_to_end.json") in out
     assert "new (0/30 epochs)" in out
     assert "image cache 1.3 GB (20,000 images x 256 x 256 bytes)" in out
-    assert totals["seconds"] == pytest.approx(seconds + 7 * (30 * 14 + 5000 / 3000))
-    assert totals["disk_bytes"] > 8 * 4 * 23e6 + 20000 * 256 * 256  # eight ResNet-50s, float32, and the cache
+    assert totals["seconds"] == pytest.approx(seconds + 20 * (30 * 14 + 5000 / 3000))  # the 20 new runs
+    assert totals["disk_bytes"] > 21 * 4 * 23e6 + 20000 * 256 * 256  # 21 ResNet-50s, float32, and the cache
     totals = book.print_plan(plan, data, runs_dir, "NVIDIA B200", results_dir=rates)
     out = capsys.readouterr().out
     assert totals["seconds"] is None
     assert "no measured rate for NVIDIA B200 (resnet50 at 224 px)" in out
-    assert "no measured rate for NVIDIA B200 for 8 run(s) still to train" in out
+    assert "no measured rate for NVIDIA B200 for 21 run(s) still to train" in out
 
 
 def test_weights_that_cannot_be_fetched_stop_the_full_profile(book, tmp_path, monkeypatch, capsys):
@@ -143,19 +138,6 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, args, message):
     assert res.stderr.startswith(message) and len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
-def _kill_family(proc: subprocess.Popen) -> None:
-    """Kill the tool, its chapter process and the chapter's kernel (all started by this test)."""
-    family = [psutil.Process(proc.pid)]
-    family += family[0].children(recursive=True)
-    for p in family:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=30)
-    proc.wait()
-
-
 def _stamp_copies(book, edition_dir: Path) -> None:
     """Stand-ins for the chapters this test does not execute: the Colab copies, stamped as stored."""
     ed = book.edition
@@ -185,7 +167,7 @@ def test_interrupted_full_edition_resumes_and_builds_from_executed(tmp_path, mon
                 assert time.monotonic() - t0 < 900, log.read_text()
                 time.sleep(0.5)
         finally:
-            _kill_family(first)  # killed while chapter 7 runs
+            book._kill_tree(first)  # the tool, its chapter process and the kernel, killed while chapter 7 runs
     text = log.read_text()
     assert "small_resnet_att1_cral_64px-" in text and "new (0/1 epochs)" in text  # the plan, first
     assert book.edition.stored(edition_dir / "notebooks" / "06_training.ipynb")

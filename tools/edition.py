@@ -62,7 +62,7 @@ SHRINK_DATA = {"n_images": 240, "image_size": 64, "seed": 0}
 SHRINK: dict[str, Any] = {
     "backbone": "small_resnet", "image_size": 64, "cache_size": 64, "crop_size": 64, "batch_size": 8,
     "epochs": 1, "checkpoint_every_steps": 4, "n_boot": 20, "timing_images": 16, "n_crop_draws": 500,
-    "big_png_images": 0, "png_workers": 1, "second_seed": None, "attentions": ["att1"],
+    "big_png_images": 0, "png_workers": 1, "seeds": [0], "attentions": ["att1"],
 }
 #: Chapters whose backbone the shrink keeps (chapter 3 draws the paper's networks' features).
 SHRINK_KEEPS_BACKBONE = ("03_features",)
@@ -143,7 +143,8 @@ def chapter_runs(stem: str, values: dict[str, Any]) -> list[dict[str, Any]]:
 
     ``values`` is the cell's values with the chapter's parameters on top. The knobs a chapter
     passes are the parameters that are fields of TrainConfig (as its cells do); chapter 8 trains
-    its grid and a second seed, chapter 10 chapter 6's run and chapter 8's baseline.
+    its grid over each of its ``seeds``, chapter 10 chapter 6's run and chapter 8's baseline (of
+    the first seed).
     """
     from cral_lib.train.config import TrainConfig
 
@@ -153,11 +154,9 @@ def chapter_runs(stem: str, values: dict[str, Any]) -> list[dict[str, Any]]:
     knobs = {k: v for k, v in values.items() if k in fields}
     base = {"name": values["recipe"], **knobs}
     if stem.startswith("08_"):
-        runs = [{**base, "ablation": True, "attention": a, "variant": v} for a, v in _grid(list(values["attentions"]))]
-        if values.get("second_seed") is not None:
-            runs.append({**base, "ablation": True, "attention": values["attentions"][0], "variant": "cral",
-                         "seed": values["second_seed"]})
-        return runs
+        seeds = list(values.get("seeds") or [knobs.get("seed", 0)])
+        return [{**base, "ablation": True, "attention": a, "variant": v, "seed": s}
+                for a, v in _grid(list(values["attentions"])) for s in seeds]
     if stem.startswith("10_"):
         return [base, {**base, "ablation": True, "attention": "none", "variant": "no_attention"}]
     return [base]
