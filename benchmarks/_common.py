@@ -6,11 +6,24 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from cral_lib._io import atomic_write_text
+
+
+def synthetic_release(parent: Path, images: int, size: int, seed: int = 0, progress: bool = False) -> Path:
+    """A synthetic release for a benchmark, made once under ``parent`` and reused afterwards.
+
+    The folder's name holds the generator's version, so that a release made by an older
+    generator is not mistaken for this one's (``make_synthetic`` refuses to mix them).
+    """
+    from cral_lib.synthetic import SYNTH_VERSION, make_synthetic
+
+    root = Path(parent) / f"synthetic-{images}-{size}-seed{seed}-v{SYNTH_VERSION}"
+    return make_synthetic(root, n_images=images, image_size=size, seed=seed, progress=progress)
 
 
 def device_name(device: torch.device) -> str:

@@ -36,12 +36,12 @@ from typing import Any
 
 import torch
 
-from cral_lib.data import ChestXray14, build_cache, make_synthetic
+from cral_lib.data import ChestXray14, build_cache
 from cral_lib.device import amp_settings
 from cral_lib.models import build_model
 from cral_lib.train import TrainConfig, TrainStep, make_optimizer, train
 
-from _common import device_name, precision_name, time_steps, write_json
+from _common import device_name, precision_name, synthetic_release, time_steps, write_json
 
 #: training images per epoch of the paper's recipe (86,524 train_val images; ~10% of the
 #: patients held out for validation leaves about 77,872 — the figure used for projections)
@@ -92,8 +92,7 @@ def release(args: argparse.Namespace, workdir: Path) -> Path:
     if args.data:
         root = Path(args.data)
     else:
-        root = workdir / f"synthetic-{args.images}-{args.png_size}"
-        make_synthetic(root, n_images=args.images, image_size=args.png_size, seed=0, progress=True)
+        root = synthetic_release(workdir, args.images, args.png_size, progress=True)
     t0 = time.perf_counter()
     build_cache(root, size=args.cache_size, progress=True)
     print(f"cache of {root} at {args.cache_size} px ready in {time.perf_counter() - t0:.0f} s", flush=True)

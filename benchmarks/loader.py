@@ -48,9 +48,9 @@ from PIL import Image
 from torchvision import transforms as T
 
 from cral_lib._io import default_workers
-from cral_lib.data import BatchLoader, ChestXray14, ImageCache, TrainTransform, build_cache, make_synthetic
+from cral_lib.data import BatchLoader, ChestXray14, ImageCache, TrainTransform, build_cache
 
-from _common import write_json
+from _common import synthetic_release, write_json
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,9 +85,9 @@ def release_folder(args: argparse.Namespace) -> Path:
     """The --data folder, or a synthetic release made (once) under the temporary directory."""
     if args.data:
         return Path(args.data)
-    root = Path(tempfile.gettempdir()) / f"cral-bench-loader-{args.images}-{args.image_size}-{args.seed}"
-    print(f"synthetic release: {root} ({args.images} images, {args.image_size} px; made once, then reused)")
-    return make_synthetic(root, n_images=args.images, image_size=args.image_size, seed=args.seed)
+    parent = Path(tempfile.gettempdir()) / "cral-bench-loader"
+    print(f"synthetic release under {parent} ({args.images} images, {args.image_size} px; made once, then reused)")
+    return synthetic_release(parent, args.images, args.image_size, args.seed)
 
 
 # --------------------------------------------------------------------------- (a) per image

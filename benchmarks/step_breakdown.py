@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from cral_lib.data import make_synthetic
 from cral_lib.data.augment import TrainTransform
 from cral_lib.data.loader import BatchLoader
 from cral_lib.device import amp_settings, resolve_device
@@ -32,7 +31,7 @@ from cral_lib.models import build_model
 from cral_lib.train import TrainStep, fast_recipe, make_optimizer
 from cral_lib.train.splits import load_split, open_cache
 
-from _common import device_name, precision_name, write_json
+from _common import device_name, precision_name, synthetic_release, write_json
 from _common import sync as common_sync
 
 
@@ -62,9 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.data:
         root = Path(args.data)
     else:
-        root = Path(tempfile.gettempdir()) / "cral-bench-breakdown" / "synthetic-300-256"
-        if not (root / "Data_Entry_2017.csv").exists():
-            make_synthetic(root, n_images=300, image_size=256, seed=0)
+        root = synthetic_release(Path(tempfile.gettempdir()) / "cral-bench-breakdown", 300, 256)
     config = fast_recipe(data_dir=str(root), out_dir=str(Path(tempfile.gettempdir()) / "unused"), device=str(device),
                          backbone=args.backbone, attention=args.attention,
                          variant="cral" if args.attention != "none" else "no_attention",

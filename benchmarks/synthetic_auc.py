@@ -28,12 +28,11 @@ from pathlib import Path
 
 import torch
 
-from cral_lib.data import make_synthetic
 from cral_lib.metrics import MEAN_COUNTED
 from cral_lib.synthetic import BOOK_SYNTHETIC
 from cral_lib.train import attention_check, evaluate_run, fast_recipe, train
 
-from _common import write_json
+from _common import synthetic_release, write_json
 
 
 #: The fast recipe and the book's synthetic dataset: this script's defaults.
@@ -98,8 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.data:
         root = Path(args.data)
     else:
-        root = workdir / f"synthetic-{args.images}-{args.png_size}-{args.seed}"
-        make_synthetic(root, n_images=args.images, image_size=args.png_size, seed=args.seed, progress=True)
+        root = synthetic_release(workdir, args.images, args.png_size, args.seed, progress=True)
     t_data = time.perf_counter() - t_start
     out = workdir / "runs" / f"{args.backbone}-{args.attention}-{args.image_size}px-{time.strftime('%Y%m%d-%H%M%S')}"
     # The book's fast recipe, with this script's overrides.
