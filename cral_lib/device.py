@@ -72,7 +72,7 @@ def native_bf16(device: Any) -> bool:
     runs there, but far slower than float16, so mixed precision must not choose it. ROCm GPUs
     count as native. A CPU does when it has the AVX512-BF16 or AMX instructions (recent Xeons
     and EPYCs): measured on a 2-core AVX512-BF16 machine, a training step of the book's fast
-    model took 0.65 times as long under bfloat16 autocast as in float32, 0.47 times in the
+    model took 0.64 times as long under bfloat16 autocast as in float32, 0.47 times in the
     channels-last format (``benchmarks/results/fast_backbone_cpu.json``), and six epochs ended at
     the same test AUC, 0.748 (``synthetic_auc_cpu_2000img_fp32.json`` and ``..._bf16.json``).
     Other CPUs would emulate it, slowly.
