@@ -17,12 +17,13 @@ from cral_lib._io import atomic_write_text
 def synthetic_release(parent: Path, images: int, size: int, seed: int = 0, progress: bool = False) -> Path:
     """A synthetic release for a benchmark, made once under ``parent`` and reused afterwards.
 
-    The folder's name holds the generator's version, so that a release made by an older
-    generator is not mistaken for this one's (``make_synthetic`` refuses to mix them).
+    Its folder is named as the chapters' default dataset is (with the generator's version:
+    :func:`cral_lib.synthetic.default.synthetic_folder_name`).
     """
-    from cral_lib.synthetic import SYNTH_VERSION, make_synthetic
+    from cral_lib.synthetic import make_synthetic
+    from cral_lib.synthetic.default import synthetic_folder_name
 
-    root = Path(parent) / f"synthetic-{images}-{size}-seed{seed}-v{SYNTH_VERSION}"
+    root = Path(parent) / synthetic_folder_name(images, size, seed)
     return make_synthetic(root, n_images=images, image_size=size, seed=seed, progress=progress)
 
 

@@ -33,7 +33,16 @@ def default_synthetic_dir(n_images: int = BOOK_SYNTHETIC["n_images"], image_size
         The folder (it may not exist yet).
     """
     home = Path(os.environ.get("CRAL_HOME") or Path.home() / ".cache" / "cral").expanduser()
-    return home / "synthetic" / f"chestxray14-v{SYNTH_VERSION}-n{n_images}-s{image_size}-seed{seed}"
+    return home / "synthetic" / synthetic_folder_name(n_images, image_size, seed)
+
+
+def synthetic_folder_name(n_images: int, image_size: int, seed: int) -> str:
+    """``chestxray14-v<version>-n<N>-s<S>-seed<K>``: the name of a synthetic dataset's folder.
+
+    It holds the generator's version, so that a dataset made by an older generator is never
+    taken for this one's (:func:`~cral_lib.synthetic.make_synthetic` refuses to mix them).
+    """
+    return f"chestxray14-v{SYNTH_VERSION}-n{n_images}-s{image_size}-seed{seed}"
 
 
 def resolve_data_dir(
@@ -91,4 +100,4 @@ def resolve_data_dir(
     return make_synthetic(folder, n, size, seed, progress=True)
 
 
-__all__ = ["BOOK_SYNTHETIC", "default_synthetic_dir", "resolve_data_dir"]
+__all__ = ["BOOK_SYNTHETIC", "default_synthetic_dir", "resolve_data_dir", "synthetic_folder_name"]
