@@ -108,6 +108,28 @@ class Started:
             assert not wait_gone(family), f"processes left after kill -9 of cral {args[0]}: {alive(family)}"
         return killed
 
+    def kill9_after_progress(self, progress, *args: str, kills: int, prelude: str | None = None,
+                             timeout: float = 120.0) -> int:
+        """Start the command and ``kill -9`` it once ``progress()`` has grown since its start, ``kills`` times.
+
+        Kills follow saved work, not the clock, so a faster or slower machine interrupts the same way.
+        Stops early when a run finishes first; returns how many runs were killed.
+        """
+        killed = 0
+        for _ in range(kills):
+            before = progress()
+            proc = self.start(*args, prelude=prelude)
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None and progress() <= before:
+                assert time.monotonic() < deadline, f"cral {args[0]} saved no progress in {timeout:.0f} s"
+                time.sleep(0.02)
+            if proc.poll() is not None:
+                break
+            family = self.kill9(proc)
+            killed += 1
+            assert not wait_gone(family), f"processes left after kill -9 of cral {args[0]}: {alive(family)}"
+        return killed
+
     def cleanup(self) -> None:
         for proc in self.procs:
             try:
@@ -248,10 +270,26 @@ def test_kill9_of_prepare_leaves_no_process_and_the_next_run_resumes_to_the_same
         big_release, clean_cache, tmp_path, started):
     out = tmp_path / "cache"
     args = ("prepare", "--data", big_release, "--size", 64, "--out", out, "--workers", 2, "--no-progress")
-    assert started.kill9_at((0.2, 1.0, 2.0, 3.0, 4.5, 6.0, 8.0), *args) >= 2
+    # Each image takes at least 20 ms more, so a run spans several of the 2 s progress saves on any machine.
+    slow = ("import time\nimport cral_lib.data.cache.build as build\nload = build._load_resized\n"
+            "build._load_resized = lambda task: (time.sleep(0.02), load(task))[1]")
+    assert started.kill9_after_progress(lambda: _cache_rows_done(out), *args, kills=2, prelude=slow) == 2
+    assert 0 < _cache_rows_done(out) < 500
     proc = cral(*args)
     assert proc.returncode == 0, proc.stderr
     same_cache(out, clean_cache)
+
+
+def _cache_rows_done(out: Path) -> int:
+    """How many rows the saved progress of a cache being built under ``out`` marks done."""
+    from cral_lib.data.cache.layout import DONE, STATE_FILE
+    states = list(out.rglob(STATE_FILE))
+    if not states:
+        return 0
+    try:
+        return int((np.load(states[0])[:, 0] == DONE).sum())
+    except (OSError, ValueError, EOFError):  # replaced while being read
+        return 0
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_message(make_release, tmp_path):
