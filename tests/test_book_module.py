@@ -46,6 +46,15 @@ def test_recipes_are_the_train_configs_own(tmp_path):
         book.recipe("fast", data_dir="d", epoch=3)
 
 
+def test_baseline_recipe_is_the_fast_one_on_a_subset_and_the_paper_s_as_it_is():
+    base = book.recipe("fast", baseline=True, data_dir="d")
+    assert base.to_dict() == fast_recipe(data_dir="d", out_dir=base.out_dir, **book.BASELINE_FAST).to_dict()
+    assert base.epochs == fast_recipe().epochs and base.max_train_images == book.BASELINE_FAST["max_train_images"]
+    assert book.recipe("paper", baseline=True, data_dir="d").to_dict() == book.recipe("paper", data_dir="d").to_dict()
+    with pytest.raises(ConfigError, match="not both"):
+        book.recipe("fast", ablation=True, baseline=True)
+
+
 def test_ablation_recipe_is_the_fast_one_with_fewer_steps():
     grid = book.recipe("fast", ablation=True, data_dir="d")
     assert grid.to_dict() == fast_recipe(data_dir="d", out_dir=grid.out_dir, **book.ABLATION_FAST).to_dict()

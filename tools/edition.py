@@ -124,7 +124,9 @@ def profile_table(sources: list[Path]) -> str:
               "in which they differ:", "", "| field | fast | full (paper) |", "|---|---|---|"]
     lines += [f"| `{k}` | `{fast[k]!r}` | `{paper[k]!r}` |" for k in fast if fast[k] != paper[k]]
     lines += ["", "Chapter 8's grid trains the fast recipe with `ABLATION_FAST` of cral_lib/book.py on top "
-              "(fewer epochs, a subset of the images); with the paper's recipe it trains the recipe as it is."]
+              "(fewer epochs, a subset of the images), and chapter 10's baseline with `BASELINE_FAST` (a subset "
+              "of the images); with the paper's recipe both train the recipe as it is, so chapter 10's baseline "
+              "is then chapter 8's \"w/o attention\" run."]
     lines += ["", f"Data: fast, the book's synthetic set (`BOOK_DATA` of tools/book.py); full, `--data DIR` "
               f"(a release folder) or `cral synth` with {FULL_DATA}."]
     return "\n".join(lines) + "\n"
@@ -143,8 +145,8 @@ def chapter_runs(stem: str, values: dict[str, Any]) -> list[dict[str, Any]]:
 
     ``values`` is the cell's values with the chapter's parameters on top. The knobs a chapter
     passes are the parameters that are fields of TrainConfig (as its cells do); chapter 8 trains
-    its grid over each of its ``seeds``, chapter 10 chapter 6's run and chapter 8's baseline (of
-    the first seed).
+    its grid over each of its ``seeds``, chapter 10 chapter 6's run and its own baseline (in the
+    paper's recipe, chapter 8's baseline of the first seed).
     """
     from cral_lib.train.config import TrainConfig
 
@@ -158,7 +160,7 @@ def chapter_runs(stem: str, values: dict[str, Any]) -> list[dict[str, Any]]:
         return [{**base, "ablation": True, "attention": a, "variant": v, "seed": s}
                 for a, v in _grid(list(values["attentions"])) for s in seeds]
     if stem.startswith("10_"):
-        return [base, {**base, "ablation": True, "attention": "none", "variant": "no_attention"}]
+        return [base, {**base, "baseline": True, "attention": "none", "variant": "no_attention"}]
     return [base]
 
 
