@@ -337,7 +337,7 @@ def banner(meta: dict[str, Any], what: str = "This page") -> str:
     else:
         lines.append("- the backbones started from their ImageNet weights, as in the paper")
     kind = "warning" if meta.get("weights") == "none" or meta.get("shrink") else "note"
-    return "\n".join([f":::{{admonition}} This edition", f":class: {kind}", *lines, ":::"])
+    return "\n".join([":::{admonition} This edition", f":class: {kind}", *lines, ":::"])
 
 
 __all__ = ["ALL_CORES", "FULL", "FULL_DATA", "PROFILES", "SHRINK", "SHRINK_DATA", "banner", "cell_parameters",
