@@ -56,8 +56,9 @@ cral_lib.print_config()
 # The defaults are the book's fast mode (chapter 6: the small ResNet of chapter 3 trained from
 # scratch for six epochs on 112-pixel crops, 7 x 7 maps); `recipe = "paper"` is the paper's full scale, a knob left at `None`
 # takes the recipe's value, and the comments give the paper's. The training parameters are those
-# of chapters 6 and 8, so that during the book's build this chapter reuses their two runs; run
-# on its own, it trains them first. papermill overrides any value with `-p name value`.
+# of chapter 6, so that during the book's build this chapter reuses its run; the baseline is this
+# chapter's own in the fast mode (with `recipe = "paper"`, chapter 8's). Run on its own, the
+# chapter trains what it does not find. papermill overrides any value with `-p name value`.
 
 # %% tags=["parameters"]
 data_dir = ""          # a ChestX-ray14 release folder; "" means $CRAL_DATA_DIR, else the synthetic dataset

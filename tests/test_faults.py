@@ -97,16 +97,12 @@ class Started:
 
         Stops early when a run finishes before its kill; returns how many runs were killed.
         """
-        killed = 0
-        for delay in delays:
-            proc = self.start(*args, prelude=prelude)
-            time.sleep(delay)
-            if proc.poll() is not None:
-                break
-            family = self.kill9(proc)
-            killed += 1
-            assert not wait_gone(family), f"processes left after kill -9 of cral {args[0]}: {alive(family)}"
-        return killed
+        pending = iter(delays)
+
+        def wait(proc):
+            time.sleep(next(pending))
+
+        return self._kill9_runs(len(delays), wait, args, prelude)
 
     def kill9_after_progress(self, progress, *args: str, kills: int, prelude: str | None = None,
                              timeout: float = 120.0) -> int:
@@ -115,14 +111,20 @@ class Started:
         Kills follow saved work, not the clock, so a faster or slower machine interrupts the same way.
         Stops early when a run finishes first; returns how many runs were killed.
         """
-        killed = 0
-        for _ in range(kills):
-            before = progress()
-            proc = self.start(*args, prelude=prelude)
-            deadline = time.monotonic() + timeout
+        def wait(proc):
+            before, deadline = progress(), time.monotonic() + timeout
             while proc.poll() is None and progress() <= before:
                 assert time.monotonic() < deadline, f"cral {args[0]} saved no progress in {timeout:.0f} s"
                 time.sleep(0.02)
+
+        return self._kill9_runs(kills, wait, args, prelude)
+
+    def _kill9_runs(self, runs: int, wait, args, prelude) -> int:
+        """Up to ``runs`` times: start the command, ``wait(proc)``, then ``kill -9`` it unless it has finished."""
+        killed = 0
+        for _ in range(runs):
+            proc = self.start(*args, prelude=prelude)
+            wait(proc)
             if proc.poll() is not None:
                 break
             family = self.kill9(proc)
