@@ -30,6 +30,7 @@ if [ "$gpu" = 1 ]; then
       --backbone resnet50 --image-size 224 --cache-size 256 --batch-size 64 --trace "$OUT/profile" \
       --json "$OUT/step_breakdown.json"
   $PYTHON benchmarks/synthetic_auc.py --device cuda --workdir "$WORK/auc" --json "$OUT/synthetic_auc.json"
+  $PYTHON benchmarks/attention_optimizer.py --device cuda --workdir "$WORK/auc" --json "$OUT/attention_optimizer.json"
 else
   $PYTHON benchmarks/loader.py --images 1024 --json "$OUT/loader.json"
   $PYTHON benchmarks/model_step.py --device cpu --json "$OUT/model_step.json"
@@ -37,5 +38,7 @@ else
   $PYTHON benchmarks/step_breakdown.py --device cpu --trace "$OUT/profile" --json "$OUT/step_breakdown.json"
   $PYTHON benchmarks/fast_backbone.py --device cpu --json "$OUT/fast_backbone.json"
   $PYTHON benchmarks/synthetic_auc.py --device cpu --workdir "$WORK/auc" --json "$OUT/synthetic_auc.json"
+  # six runs of the fast recipe: about 20 minutes on a 2-core CPU
+  $PYTHON benchmarks/attention_optimizer.py --device cpu --workdir "$WORK/auc" --json "$OUT/attention_optimizer.json"
 fi
 $PYTHON benchmarks/report.py "$OUT" | tee "$OUT/report.md"

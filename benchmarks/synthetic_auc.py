@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from cral_lib.choices import ATTENTION_OPTIMIZERS
 from cral_lib.metrics import MEAN_COUNTED
 from cral_lib.synthetic import BOOK_SYNTHETIC
 from cral_lib.train import attention_check, evaluate_run, fast_recipe, train
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=FAST.lr, help=f"learning rate (default {FAST.lr:g})")
     p.add_argument("--attention-lr-scale", type=float, default=FAST.attention_lr_scale,
                    help=f"the attention branch learns at lr times this (default {FAST.attention_lr_scale:g})")
+    p.add_argument("--attention-optimizer", default=FAST.attention_optimizer, choices=list(ATTENTION_OPTIMIZERS),
+                   help=f"the attention branch's optimizer (default {FAST.attention_optimizer}; same: --optimizer)")
     p.add_argument("--amp", default=FAST.amp, choices=["auto", "bf16", "off"],
                    help=f"mixed precision (default {FAST.amp}; bf16 autocast works on this CPU too)")
     p.add_argument("--device", default="auto")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = fast_recipe(
         data_dir=str(root), out_dir=str(out), backbone=args.backbone, attention=args.attention,
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        attention_lr_scale=args.attention_lr_scale, amp=args.amp,
+        attention_lr_scale=args.attention_lr_scale, attention_optimizer=args.attention_optimizer, amp=args.amp,
         lr_milestones=(max(1, args.epochs - 1),), image_size=args.image_size, cache_size=args.cache_size,
         seed=args.seed, device=args.device, eval_batch_size=128,
     )
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
                    f"({torch.get_num_threads()} threads)",
         "dataset": str(root), "dataset_images": _release_size(root), "precision": _precision(config),
-        "config": config.to_dict(), "test_images": int(len(ev.labels)),
+        "config": config.to_dict(), "run_dir": str(out), "test_images": int(len(ev.labels)),
         "mean_auc": _num(mean["auc"]), "ci_low": _num(mean["ci_low"]), "ci_high": _num(mean["ci_high"]),
         "per_class": {c: _num(v) for c, v in ev.auc["auc"].drop("Mean").items()},
         "per_class_positives": {c: int(v) for c, v in ev.auc["n_pos"].drop("Mean").items()},

@@ -31,4 +31,8 @@ AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
 #: Optimizers: the paper's SGD with momentum, or AdamW (the book's fast mode).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 
-__all__ = ["AMP_MODES", "ATTENTIONS", "BACKBONES", "BACKBONE_CHANNELS", "BACKBONE_STRIDE", "OPTIMIZERS", "VARIANTS"]
+#: The attention branch's optimizer: ``same`` as the rest of the network (the paper), or one of
+#: :data:`OPTIMIZERS` of its own (the book's fast mode: SGD for the branch, AdamW for the rest).
+ATTENTION_OPTIMIZERS: tuple[str, ...] = ("same",) + OPTIMIZERS
+
+__all__ = ["AMP_MODES", "ATTENTION_OPTIMIZERS", "ATTENTIONS", "BACKBONES", "BACKBONE_CHANNELS", "BACKBONE_STRIDE", "OPTIMIZERS", "VARIANTS"]

@@ -40,13 +40,14 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 import cral_lib
 from cral_lib import book, viz
 from cral_lib.data import ChestXray14
 from cral_lib.device import amp_settings
 from cral_lib.errors import CheckpointError
-from cral_lib.train import paper_recipe, read_history, train
+from cral_lib.train import branch_trace, paper_recipe, read_history, train
 from cral_lib.train.checkpoint import load_checkpoint
 
 cral_lib.print_config()
@@ -106,7 +107,8 @@ config = env.recipe(recipe, seed=seed, backbone=backbone, attention=attention, v
 run_dir = env.run_dir(config)
 print(f"run folder: {run_dir}")
 
-fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "attention_lr_scale", "flat_attention_start", "momentum",
+fields = ["backbone", "attention", "variant", "weights", "optimizer", "lr", "attention_optimizer", "attention_lr_scale",
+          "flat_attention_start", "momentum",
           "weight_decay", "image_size",
           "cache_size", "crop_scale", "batch_size", "epochs", "lr_milestones", "lr_gamma", "prior_bias",
           "val_fraction", "seed", "amp"]
@@ -150,21 +152,22 @@ recipe_table
 # Starting from random weights, the network has much more to learn than when fine-tuning
 # ImageNet weights, in a few hundred steps; three more departures make that possible:
 #
-# - **AdamW** {cite}`loshchilov2019adamw` instead of SGD: it scales each weight's step by a
-#   running estimate of its gradient's size, which gets a network trained from scratch moving
-#   far sooner than plain momentum does. Its steps are about `lr` in size for every weight,
-#   whatever the gradient, and that has a side effect on att1: each of its scores (Eq. 2) sums
-#   hundreds of weighted inputs, so hundreds of same-signed steps of $10^{-3}$ add up to scores
-#   of several tens within an epoch, where the sigmoid of Eq. 3 is flat at 0 or 1 and the
-#   attention stops doing anything (its gradient $a(1 - a)$ is then zero too). The attention
-#   branch therefore learns at a hundredth of the rate (`attention_lr_scale`). With the fast
-#   backbone's $7 \times 7$ maps this keeps the maps varying within an image and between classes;
-#   at a tenth of the rate, or with the branch's last convolution started at zero
-#   (`flat_attention_start`, which the library offers), the maps of this recipe ended nearly flat
-#   at 0 or 1 instead. The smaller rate slows that drift; it does not remove its cause: this
-#   run's maps, too, end on average below the 0.5 they start near. Chapter 9 measures them: how
-#   much they vary, their mean, how many values are saturated, and whether the AUC drops when
-#   they are made flat.
+# - **AdamW** {cite}`loshchilov2019adamw` instead of SGD, for the network: it scales each
+#   weight's step by a running estimate of its gradient's size, which gets a network trained from
+#   scratch moving far sooner than plain momentum does. The attention branch keeps the paper's SGD
+#   at the paper's rate of 0.01 (`attention_optimizer="sgd"`; `attention_lr_scale` multiplies the
+#   network's rate for the branch). The reason is a side effect of AdamW: its steps are about `lr`
+#   in size for every weight, whatever the gradient. att1 has no batch normalization (chapter 4),
+#   each of its scores (Eq. 2) sums hundreds of weighted inputs that are never negative (they come
+#   out of ReLUs), and steps of $10^{-3}$ of one sign on weights that start near $10^{-2}$ make its
+#   activations grow at every step, until its ReLUs die and its scores sit where the sigmoid of
+#   Eq. 3 is flat at 0 or 1. There the sigmoid's gradient $a(1 - a)$ nearly vanishes, and AdamW,
+#   which divides each gradient by its own size, goes on pushing all the same. The backbone's
+#   convolutions are safe from this, because the batch normalization after each one undoes any
+#   common growth of its weights. SGD's steps are proportional to the gradient, so they shrink as
+#   a sigmoid saturates. After the training cell below, this chapter measures both in the run's
+#   first steps; the [performance page](../book/performance.md) compares six optimizers and rates
+#   of the branch over whole runs.
 # - **Milder crops** (`crop_scale`: 50-100 % of the image instead of 8-100 %): a crop of a
 #   tenth of a 128-pixel image rarely holds the finding its labels promise.
 # - **Classifiers that start at the class frequencies** (`prior_bias`): each bias starts at the
@@ -292,6 +295,55 @@ speed.round(2)
 # These rates are for this model, crop size and machine. On a GPU with mixed precision the same
 # loop runs the paper's ResNet-50 at 224 pixels orders of magnitude faster;
 # `benchmarks/model_step.py` and `benchmarks/end_to_end.py` measure it on yours.
+#
+# ### Why the attention branch has its own optimizer
+# The recipe section above says that AdamW, left to train att1, drives the branch into dead ReLUs
+# and saturated sigmoids. `branch_trace` shows it: it takes the first steps of this chapter's run
+# again, in memory (the same start, the same batches), and looks inside att1 every few steps, at
+# the batch each step trains on. It does so twice: with this run's config, and with AdamW at
+# $10^{-3}$ for every weight, the branch included. Each side of the table counts the branch's
+# dead units (units of its two $3 \times 3$ convolutions whose ReLU is 0 everywhere in the batch),
+# the share of saturated attention values (within 0.01 of 0 or of 1), the mean size of the
+# scores $|Z|$, and the within-map range of the maps.
+
+# %%
+trace_steps = 40
+if config.attention == "att1":
+    adamw_everywhere = config.replace(optimizer="adamw", lr=1e-3, attention_optimizer="same", attention_lr_scale=1.0)
+    branch_lr = config.lr * config.attention_lr_scale
+    traces = {
+        f"this run (branch: {config.attention_optimizer if config.attention_optimizer != 'same' else config.optimizer}, "
+        f"lr {branch_lr:g})": branch_trace(config, steps=trace_steps, every=10, device=env.device),
+        "AdamW for every weight (lr 0.001)": branch_trace(adamw_everywhere, steps=trace_steps, every=10, device=env.device),
+    }
+    columns = ["dead units", "saturated", "mean |score|", "within-map range"]
+    trace_table = pd.concat({name: t[columns] for name, t in traces.items()}, axis=1)
+    (ours, theirs) = (t.iloc[-1] for t in traces.values())
+    units = int(ours["units"])
+    print(f"after {trace_steps} steps, this run: {int(ours['dead units'])} of {units} units dead, "
+          f"{ours['saturated']:.1%} of the attention values saturated, within-map range {ours['within-map range']:.3f}; "
+          f"AdamW for every weight: {int(theirs['dead units'])} of {units} dead, {theirs['saturated']:.1%} saturated, "
+          f"within-map range {theirs['within-map range']:.3f}")
+    display(trace_table.style.format({c: "{:.1%}" for c in trace_table.columns if c[1] == "saturated"}
+                                     | {c: "{:.3f}" for c in trace_table.columns if c[1] in ("mean |score|", "within-map range")}))
+else:
+    print(f"branch_trace looks inside att1; this run's branch is {config.attention}")
+
+# %% [markdown]
+# Read the right-hand side down the rows. The dead units and the size of the scores climb within
+# the first handful of steps, and once most values are saturated, the maps are the same at every
+# position (a within-map range near 0): such a branch weighs every position alike and has
+# stopped doing anything, and no later step brings it back. On the left, the branch's units stay
+# alive and its maps keep varying, as they start. Whole runs tell the same story: the
+# performance page's table "The attention branch's optimizer and rate" trains the fast recipe to
+# the end with six optimizers and rates of the branch (`benchmarks/attention_optimizer.py`) and
+# measures each run's test AUC, its dead units, its saturated values and the constant-attention
+# check of chapter 9. AdamW at the network's rate, or at a tenth of it, leaves most values
+# saturated; at a hundredth it only slows the same drift. SGD at the paper's rate keeps the maps
+# alive and gives the largest effect of the attention's places. The table also shows that the
+# loss itself pulls the maps towards 0, more slowly than AdamW does: SGD at ten times the
+# paper's rate leaves almost no unit dead but most values near 0. So the branch learns at the paper's
+# rate, which is the one of the six that keeps the maps varying and matters most.
 #
 # ## The run folder
 # Everything a run produces lives in its folder, and nothing else is needed to continue it,

@@ -386,8 +386,8 @@ check.table[["auc_a", "auc_b", "diff", "ci_low", "ci_high"]].rename(
 # values sit at 0 or 1, the map has stopped doing anything (with $a^c \approx 0$ the residual
 # form $(1 + a^c) \odot F$ of Eq. 5 is just $F$), and its gradient $a^c(1 - a^c)$ is nearly
 # zero, so training cannot bring it back. Chapter 6 explains why the fast recipe trains the
-# attention branch slowly for that reason; the cell above prints how many values are saturated
-# in this run. The residual form earns its place here too: the product $A \odot F$
+# attention branch with SGD for that reason, and shows a branch trained with AdamW saturate
+# within a few dozen steps; the cell above prints how many values are saturated in this run. The residual form earns its place here too: the product $A \odot F$
 # without the residual (Eq. 4, chapter 8's *w/o residual* ablation) would multiply saturated
 # positions by almost zero.
 

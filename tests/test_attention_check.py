@@ -95,3 +95,33 @@ def test_training_starts_the_attention_flat_when_asked(train_release, tmp_path):
                        lr_milestones=(), flat_attention_start=True), progress=False)
     check = attention_check(out, "test", device="cpu", n_boot=10)
     assert check.within_map_range == 0 and check.mean_attention == pytest.approx(0.5)
+
+
+def test_branch_trace_shows_adamw_kill_att1_and_the_recipes_sgd_branch_keep_it_alive(train_release, tmp_path):
+    """The fast recipe's reason for SGD in the branch, measured on a tiny release (48 px, 3 x 3 maps)."""
+    from cral_lib.train import branch_trace, fast_recipe
+
+    recipe = fast_recipe(data_dir=str(train_release), out_dir=str(tmp_path / "unused"), image_size=48, cache_size=56,
+                         batch_size=8, epochs=1, lr_milestones=(), device="cpu")
+    ours = branch_trace(recipe, steps=12, every=4)
+    adamw = branch_trace(recipe.replace(attention_optimizer="same", attention_lr_scale=1.0), steps=12, every=4)
+    assert list(ours.index) == [0, 4, 8, 12]
+    assert list(ours.columns) == ["dead units", "units", "saturated", "mean |score|", "within-map range", "mean attention"]
+    assert (ours["units"] == 512).all()
+    # the same start: identical before the first step
+    assert ours.iloc[0].to_dict() == pytest.approx(adamw.iloc[0].to_dict())
+    last_ours, last_adamw = ours.iloc[-1], adamw.iloc[-1]
+    assert last_adamw["dead units"] > 100 and last_ours["dead units"] < 20
+    assert last_adamw["mean |score|"] > 10 * last_ours["mean |score|"]
+    assert last_adamw["saturated"] > 0.3 > last_ours["saturated"]
+    assert not (tmp_path / "unused").exists()  # nothing is written
+
+
+def test_branch_trace_refuses_what_it_cannot_trace(train_release, tmp_path):
+    from cral_lib.train import branch_trace, fast_recipe
+
+    recipe = fast_recipe(data_dir=str(train_release), image_size=48, cache_size=56, batch_size=8, device="cpu")
+    with pytest.raises(ConfigError, match="looks inside att1"):
+        branch_trace(recipe.replace(attention="att2"))
+    with pytest.raises(ConfigError, match="more than one epoch"):
+        branch_trace(recipe, steps=10_000)

@@ -61,8 +61,25 @@ def test_synthetic_auc_smoke(tmp_path):
     fast = fast_recipe()
     assert r["config"]["backbone"] == fast.backbone and r["config"]["attention_lr_scale"] == fast.attention_lr_scale
     assert r["config"]["lr"] == fast.lr and r["config"]["optimizer"] == fast.optimizer
+    assert r["config"]["attention_optimizer"] == fast.attention_optimizer
     att = r["attention"]
     assert att["map_size"] == [3, 3] and att["drop_ci"][0] <= att["drop"] <= att["drop_ci"][1]
+
+
+def test_attention_optimizer_smoke(tmp_path):
+    r = run("attention_optimizer", "--candidates", "adamw:1", "sgd:10", "--images", "200", "--png-size", "64",
+            "--image-size", "48", "--cache-size", "56", "--epochs", "1", "--batch-size", "16", "--bootstrap", "20",
+            "--workdir", str(tmp_path / "work"), tmp_path=tmp_path)
+    assert [(x["optimizer"], x["branch_lr"]) for x in r["rows"]] == [("adamw", pytest.approx(1e-3)),
+                                                                     ("sgd", pytest.approx(1e-2))]
+    for x in r["rows"]:
+        assert x["units"] == [256, 256] and all(0 <= d <= 256 for d in x["dead_units"])
+        assert 0 <= x["share_below_0.01"] + x["share_above_0.99"] <= 1
+        assert x["attention"]["map_size"] == [3, 3]
+    assert "attention_optimizer" not in r["config"] and r["config"]["optimizer"] == "adamw"
+    bad = subprocess.run([sys.executable, str(BENCH / "attention_optimizer.py"), "--candidates", "rmsprop:1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert bad.returncode != 0 and "write OPTIMIZER:SCALE" in bad.stderr
 
 
 def test_fast_backbone(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -32,9 +33,11 @@ def test_attention_branch_gets_its_own_learning_rate(optimizer):
     from cral_lib.train import make_optimizer
 
     model = build_model(backbone="resnet18", attention="att1", variant="cral", weights=None)
-    one = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_lr_scale=1.0))
+    one = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_optimizer="same",
+                                            attention_lr_scale=1.0))
     assert len(one.param_groups) == 1 and one.param_groups[0]["lr"] == 1e-3
-    two = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_lr_scale=0.01))
+    two = make_optimizer(model, fast_recipe(data_dir="x", optimizer=optimizer, attention_optimizer=optimizer,
+                                            attention_lr_scale=0.01))
     rest, att = two.param_groups
     assert rest["lr"] == 1e-3 and att["lr"] == pytest.approx(1e-5)
     assert {id(p) for p in att["params"]} == {id(p) for p in model.attention.parameters()}
@@ -47,6 +50,51 @@ def test_attention_branch_gets_its_own_learning_rate(optimizer):
     # a model without an attention branch has one group whatever the scale
     plain = build_model(backbone="resnet18", attention="none", variant="no_attention", weights=None)
     assert len(make_optimizer(plain, fast_recipe(data_dir="x", attention_lr_scale=0.01)).param_groups) == 1
+
+
+def test_attention_branch_with_its_own_optimizer_steps_like_two_separate_optimizers():
+    """fast_recipe: AdamW for the network, SGD (paper's lr 0.01, momentum, decay) for the branch."""
+    from cral_lib.models import build_model, cral_loss
+    from cral_lib.train import SplitOptimizer, make_optimizer
+
+    config = fast_recipe(data_dir="x")
+    assert (config.optimizer, config.attention_optimizer, config.lr * config.attention_lr_scale) == ("adamw", "sgd", 0.01)
+    torch.manual_seed(0)
+    a = build_model(backbone="small_resnet", attention="att1", variant="cral", weights=None)
+    b = copy.deepcopy(a)
+    split = make_optimizer(a, config)
+    assert isinstance(split, SplitOptimizer) and [type(o) for o in split.optimizers] == [torch.optim.AdamW, torch.optim.SGD]
+    own = {id(p) for p in b.attention.parameters()}
+    adamw = torch.optim.AdamW([p for p in b.parameters() if id(p) not in own], lr=1e-3, weight_decay=config.weight_decay)
+    sgd = torch.optim.SGD(b.attention.parameters(), lr=0.01, momentum=config.momentum, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(split, milestones=[2], gamma=0.1)
+    x, y = torch.randn(4, 3, 112, 112), (torch.rand(4, 14) < 0.3).float()
+    for step in range(3):
+        for model, opts in ((a, [split]), (b, [adamw, sgd])):
+            for o in opts:
+                o.zero_grad()
+            cral_loss(model(x), y).backward()
+            for o in opts:
+                o.step()
+        sched.step()
+        if step == 1:
+            for g in adamw.param_groups + sgd.param_groups:
+                g["lr"] *= 0.1
+    assert [g["lr"] for g in split.param_groups] == pytest.approx([1e-4, 1e-3])
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-6, msg=name)
+    # the branch moved: SGD's momentum buffers are in the state, and the state survives a round trip
+    state = copy.deepcopy(split.state_dict())
+    again = make_optimizer(a, config)
+    again.load_state_dict(state)
+    assert len(again.state) == len(list(a.parameters()))
+    p = next(a.attention.parameters())
+    torch.testing.assert_close(again.state[p]["momentum_buffer"], split.state[p]["momentum_buffer"])
+    with pytest.raises(ValueError, match="the state of 2 optimizers"):
+        again.load_state_dict({"state": {}, "param_groups": []})
+    # no attention branch: one optimizer
+    plain = build_model(backbone="small_resnet", attention="none", variant="no_attention", weights=None)
+    assert isinstance(make_optimizer(plain, config), torch.optim.AdamW)
 
 
 @pytest.mark.parametrize(

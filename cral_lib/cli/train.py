@@ -25,7 +25,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from ..choices import AMP_MODES, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
+from ..choices import AMP_MODES, ATTENTION_OPTIMIZERS, ATTENTIONS, BACKBONES, OPTIMIZERS, VARIANTS
 from ..errors import ConfigError, DataError
 from ..train.config import TrainConfig, run_name
 from ._common import path_arg
@@ -48,6 +48,7 @@ _CHOICES = {
     "variant": VARIANTS,
     "amp": AMP_MODES,
     "optimizer": OPTIMIZERS,
+    "attention_optimizer": ATTENTION_OPTIMIZERS,
 }
 #: Where runs go when --out is not given.
 RUNS_DIR = Path("runs")

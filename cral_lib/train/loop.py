@@ -116,6 +116,24 @@ def _open_data(config: TrainConfig, info: DistInfo, device: torch.device, show: 
     return _Data(train_split, val_split, fingerprint, train_loader, val_loader)
 
 
+def start_model(config: TrainConfig, train_labels: np.ndarray, *, fresh: bool = True) -> models.CRALNet:
+    """The model a run starts from: seeded by ``config.seed``, with the config's start options.
+
+    A fresh run gets ``config.weights`` and, as the config asks, classifier biases at the training
+    split's log-odds (``prior_bias``) and a flat attention start; a resumed run (``fresh=False``)
+    gets random weights, which its checkpoint then replaces (no pretrained weights are fetched).
+    """
+    torch.manual_seed(config.seed)
+    model = models.build_model(**config.model_kwargs, weights=config.weights if fresh else None)
+    if config.prior_bias and fresh:
+        prevalence = np.asarray(train_labels).mean(axis=0).clip(1e-4, 1 - 1e-4)
+        with torch.no_grad():
+            model.classifier_bias.copy_(torch.from_numpy(np.log(prevalence / (1 - prevalence))))
+    if config.flat_attention_start and fresh and model.attention is not None:
+        model.attention.flat_start()
+    return model
+
+
 # ----------------------------------------------------------------------------- random states
 
 
@@ -163,15 +181,7 @@ class _Run:
                                        channels_last=self.channels_last)
         self.test_tf = TestTransform.for_crop(config.image_size)
 
-        torch.manual_seed(config.seed)
-        # a resumed run loads its own weights: no pretrained ones are fetched for it
-        model = models.build_model(**config.model_kwargs, weights=config.weights if fresh else None).to(device)
-        if config.prior_bias and fresh:
-            prevalence = data.train.labels.mean(axis=0).clip(1e-4, 1 - 1e-4)
-            with torch.no_grad():
-                model.classifier_bias.copy_(torch.from_numpy(np.log(prevalence / (1 - prevalence))))
-        if config.flat_attention_start and fresh and model.attention is not None:
-            model.attention.flat_start()
+        model = start_model(config, data.train.labels, fresh=fresh).to(device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if info.is_main:
@@ -496,5 +506,5 @@ def read_history(run_dir: str | Path) -> pd.DataFrame:
 
 # Besides its own names, this module still exports those that lived here before it was split by
 # job (the precision helpers, predictions, splits, the optimizer), for code that imports them from here.
-__all__ = ["train", "RunResult", "predict", "mean_auc", "amp_settings", "native_bf16", "read_history", "open_cache",
+__all__ = ["train", "start_model", "RunResult", "predict", "mean_auc", "amp_settings", "native_bf16", "read_history", "open_cache",
            "load_split", "make_optimizer", "autocast", "bars_disabled", "TrainStep"]

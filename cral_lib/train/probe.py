@@ -13,12 +13,17 @@ disguise: Eq. 4-5 weigh every position alike. Two measurements tell whether that
   own, on the same images, with a paired bootstrap interval
   (:func:`cral_lib.metrics.paired_bootstrap`). A drop whose interval excludes 0 says the places
   the maps pick carry information the classifier uses.
+
+:func:`branch_trace` looks at the other end of training: the first steps of a run, with att1's
+health recorded as it learns (dead ReLU units, saturated sigmoids, the size of the scores), to
+compare optimizers of the attention branch (``TrainConfig.attention_optimizer``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +34,8 @@ from .. import CLASSES
 from ..device import autocast, eval_precision, resolve_device
 from ..errors import ConfigError
 from ..metrics import paired_bootstrap
+from ..models.att1 import Att1
+from .config import TrainConfig
 from .evaluate import load_run_model, split_loader
 
 
@@ -151,4 +158,101 @@ def attention_check(run_dir: str | Path, split: str = "test", *, which: str = "b
     )
 
 
-__all__ = ["AttentionCheck", "attention_check", "constant_maps", "map_statistics"]
+def att1_activity(branch: Any, conv5: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """att1's inside on one batch: which ReLU units fire, its scores and its attention.
+
+    Args:
+        branch: an :class:`~cral_lib.models.att1.Att1`.
+        conv5: the backbone's conv5 map of a batch (``B x N x h x w``).
+
+    Returns:
+        ``(active1, active2, scores, attention)``: for each unit of the two 3x3 convolutions,
+        whether its ReLU is positive somewhere in the batch (bool, on the CPU); the scores ``Z``
+        of Eq. 2 and the attention ``A = sigmoid(Z)`` of Eq. 3 (float32).
+    """
+    if not isinstance(branch, Att1):
+        raise ConfigError(f"att1_activity needs an att1 branch, not {type(branch).__name__}")
+    h1 = torch.relu(branch.conv1(conv5))
+    h2 = torch.relu(branch.conv2(h1))
+    z = branch.conv3(h2).float()
+    return ((h1.amax(dim=(0, 2, 3)) > 0).cpu(), (h2.amax(dim=(0, 2, 3)) > 0).cpu(), z, torch.sigmoid(z))
+
+
+def branch_trace(config: TrainConfig, steps: int = 60, every: int = 5, *, device: str = "auto") -> pd.DataFrame:
+    """Train the first ``steps`` steps of a run and record att1's health every ``every`` steps.
+
+    The run is the one :func:`cral_lib.train.train` would make of ``config`` (the same start, the
+    same batches and augmentation, the same optimizer and precision), held in memory and thrown
+    away. At step 0 and every ``every`` steps, the batch that step trains on is looked at through
+    the branch as the step sees it (training mode, before the update). Compare two optimizers of
+    the branch by calling it with two configs (``attention_optimizer``, ``attention_lr_scale``).
+
+    Args:
+        config: a config with ``attention="att1"``.
+        steps: optimizer steps to take (fewer than the batches of one epoch).
+        every: record every this many steps.
+        device: where to train.
+
+    Returns:
+        One row per recorded step: ``step``, ``dead units`` (units of att1's two 3x3 convolutions
+        whose ReLU is 0 everywhere in the batch), ``units`` (of both), ``saturated`` (the share of
+        attention values below 0.01 or above 0.99), ``mean |score|`` (the mean of ``|Z|``),
+        ``within-map range`` and ``mean attention``.
+    """
+    from ..data import BatchLoader, TrainTransform
+    from ..device import amp_settings
+    from .loop import start_model
+    from .splits import load_split, open_cache, subset_train
+    from .step import TrainStep, batch_seed, make_optimizer
+
+    if config.attention != "att1" or config.variant == "no_attention":
+        raise ConfigError(f"branch_trace looks inside att1; this config has attention={config.attention!r}")
+    dev = resolve_device(device if device != "auto" else config.device)
+    cache = open_cache(config, progress=False)
+    split = subset_train(load_split(config, "train", cache), config.max_train_images, config.seed)
+    loader = BatchLoader(cache, split.rows, split.labels, config.batch_size, shuffle=True, drop_last=True,
+                         seed=config.seed, device=dev)
+    if steps + 1 > len(loader):  # the steps and one more batch to look at
+        raise ConfigError(f"steps={steps} needs {steps + 1} batches, more than one epoch ({len(loader)} batches of "
+                          f"{config.batch_size}); use steps={len(loader) - 1} or fewer")
+    channels_last = config.channels_last if config.channels_last is not None else dev.type == "cuda"
+    transform = TrainTransform(size=config.image_size, scale=config.crop_scale, channels_last=channels_last)
+    model = start_model(config, split.labels).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp_dtype, use_scaler = amp_settings(config.amp, dev)
+    step_fn = TrainStep(model, make_optimizer(model, config), dev, amp_dtype, use_scaler)
+    rows: list[dict[str, float]] = []
+    record = {"now": False, "step": 0}
+
+    def look(module: Any, inputs: tuple[Tensor, ...], output: Any) -> None:
+        if not record["now"]:
+            return
+        with torch.no_grad():
+            active1, active2, z, a = att1_activity(module, inputs[0].detach())
+            within, _ = map_statistics(a)
+        rows.append({"step": record["step"], "dead units": int((~active1).sum() + (~active2).sum()),
+                     "units": int(active1.numel() + active2.numel()),
+                     "saturated": float(((a < 0.01) | (a > 0.99)).float().mean()),
+                     "mean |score|": float(z.abs().mean()), "within-map range": float(within.mean()),
+                     "mean attention": float(a.mean())})
+
+    hook = model.attention.register_forward_hook(look)
+    model.train()
+    loader.set_epoch(0)
+    try:
+        for b, (x, y, _) in enumerate(loader.iter_from(0)):
+            if b > steps:
+                break
+            record["now"], record["step"] = b % every == 0 or b == steps, b
+            if b == steps:  # the last look, without a step
+                with torch.no_grad(), autocast(dev, amp_dtype):
+                    model(transform(x, generator=torch.Generator().manual_seed(batch_seed(config.seed, 0, b, 0))))
+                break
+            step_fn(transform(x, generator=torch.Generator().manual_seed(batch_seed(config.seed, 0, b, 0))), y)
+    finally:
+        hook.remove()
+    return pd.DataFrame(rows).set_index("step")
+
+
+__all__ = ["AttentionCheck", "att1_activity", "attention_check", "branch_trace", "constant_maps", "map_statistics"]
