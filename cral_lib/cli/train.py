@@ -68,7 +68,7 @@ def _field_help(name: str) -> str:
             docs[current] += " " + line.strip()
         else:
             current = None
-    return docs.get(name, "").replace("``", "")
+    return docs.get(name, "").replace("``", "").replace("%", "%%")  # argparse formats help with %
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
