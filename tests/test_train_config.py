@@ -97,6 +97,30 @@ def test_attention_branch_with_its_own_optimizer_steps_like_two_separate_optimiz
     assert isinstance(make_optimizer(plain, config), torch.optim.AdamW)
 
 
+def test_split_optimizer_goes_through_the_gradient_scaler_like_an_unscaled_step():
+    """float16 training scales the loss: the scaler unscales every group of both optimizers, then steps them."""
+    from cral_lib.models import build_model, cral_loss
+    from cral_lib.train import make_optimizer
+
+    torch.manual_seed(0)
+    a = build_model(backbone="small_resnet", attention="att1", variant="cral", weights=None)
+    b = copy.deepcopy(a)
+    config = fast_recipe(data_dir="x")
+    scaled, plain = make_optimizer(a, config), make_optimizer(b, config)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    x, y = torch.randn(2, 3, 112, 112), torch.zeros(2, 14)
+    for _ in range(2):
+        scaled.zero_grad()
+        scaler.scale(cral_loss(a(x), y)).backward()
+        scaler.step(scaled)
+        scaler.update()
+        plain.zero_grad()
+        cral_loss(b(x), y).backward()
+        plain.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
