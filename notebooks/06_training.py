@@ -307,7 +307,7 @@ speed.round(2)
 # scores $|Z|$, and the within-map range of the maps.
 
 # %%
-trace_steps = 40
+trace_steps = min(40, int(steps.loc["this run (data_dir)", "steps per epoch"]) - 1)  # within one epoch
 if config.attention == "att1":
     adamw_everywhere = config.replace(optimizer="adamw", lr=1e-3, attention_optimizer="same", attention_lr_scale=1.0)
     branch_lr = config.lr * config.attention_lr_scale
