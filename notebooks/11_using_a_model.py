@@ -279,7 +279,8 @@ print("thresholds as stored:", {ABBREVIATIONS[c]: round(float(t), 3) for c, t in
 # release, drawn at random (`n_examples - 1` with a finding, and one normal), go through `predict`, which returns
 # one row per image: the 14 probabilities, the findings called, and an error column for files it
 # refused. Since these images are also in the test split, their probabilities must be the ones
-# `evaluate_run` stored: the cell checks it.
+# `evaluate_run` stored, up to the rounding of the precision the model runs in (bfloat16 on a CPU
+# that computes it natively, as training did): the cell checks it.
 
 # %%
 test = ChestXray14(data_dir, split="test", val_fraction=config.val_fraction, seed=config.seed)
@@ -291,8 +292,13 @@ files = [Path(test.frame["path"].iloc[i]) for i in picked]
 pred = predictor.predict(files)
 stored = ev.predictions.set_index("Image Index").loc[[f.name for f in files], [f"prob_{c}" for c in CLASSES]]
 diff = np.abs(pred[list(CLASSES)].to_numpy() - stored.to_numpy()).max()
-print(f"largest difference from the probabilities evaluate_run stored: {diff:.2e}")
-assert diff < 1e-3
+# the same numbers up to rounding: float32 agrees to about 1e-6; bfloat16 (8 bits of mantissa) to a
+# few thousandths, since a batch of other images takes other kernels and sums in another order
+tolerance = 1e-4 if predictor.amp_dtype is None else 1e-2
+print(f"largest difference from the probabilities evaluate_run stored: {diff:.2e} "
+      f"(computed in {'float32' if predictor.amp_dtype is None else str(predictor.amp_dtype).replace('torch.', '')}; "
+      f"allowed: {tolerance:g})")
+assert diff < tolerance
 
 # %%
 truth = [";".join(c for c, v in zip(CLASSES, test.labels[i]) if v) or "No Finding" for i in picked]
