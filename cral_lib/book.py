@@ -49,8 +49,8 @@ ABLATION_FAST: dict[str, Any] = {"epochs": 3, "lr_milestones": (2,), "max_train_
 
 #: What chapter 10's baseline without attention changes in the fast recipe: chapter 6's epochs
 #: and schedule on a seeded subset of 3,000 training images, so that its class activation maps
-#: come from a model that has learned (chapter 8's grid baseline is near chance), in 103 s of
-#: training on the 2-core CPU of benchmarks/ (chapter 6's run: about 300 s). The paper's recipe
+#: come from a model that has learned (chapter 8's grid baseline is near chance), in about 70 s
+#: of training on the 2-core CPU of benchmarks/ (chapter 6's run: about 220 s). The paper's recipe
 #: is left as it is (its baseline is then chapter 8's "w/o attention" run).
 BASELINE_FAST: dict[str, Any] = {"max_train_images": 3000}
 
