@@ -418,6 +418,8 @@ BAD_TRAIN = [
     (("--val-fraction", 1), "val_fraction=1"),
     (("--weights", "no-such-file.pt"), "no-such-file.pt"),
     (("--backbone", "resnet9"), "resnet9"),
+    (("--attention-optimizer", "rmsprop"), "rmsprop"),
+    (("--attention-lr-scale", "1e6"), "attention_lr_scale=1000000.0"),
     (("--batch-size", "x"), "'x'"),
 ]
 
