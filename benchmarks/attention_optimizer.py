@@ -30,6 +30,7 @@ import torch
 from cral_lib.device import autocast, eval_precision, resolve_device
 from cral_lib.train import fast_recipe
 from cral_lib.train.evaluate import load_run_model, split_loader
+from cral_lib.train.probe import att1_activity
 
 import synthetic_auc
 from _common import write_json
@@ -76,12 +77,9 @@ def branch_health(run_dir: str, device: str = "auto") -> dict:
     with torch.inference_mode():
         for x, _, _ in loader:
             with autocast(dev, dtype):
-                f = model.forward_features(transform(x))
-                h1 = torch.relu(att.conv1(f))
-                h2 = torch.relu(att.conv2(h1))
-                a = torch.sigmoid(att.conv3(h2)).float()
-            active1 |= (h1.float().amax(dim=(0, 2, 3)) > 0).cpu()
-            active2 |= (h2.float().amax(dim=(0, 2, 3)) > 0).cpu()
+                fired1, fired2, _, a = att1_activity(att, model.forward_features(transform(x)))
+            active1 |= fired1
+            active2 |= fired2
             low += int((a < 0.01).sum())
             high += int((a > 0.99).sum())
             total += a.numel()
