@@ -90,9 +90,8 @@ class TrainConfig:
             convolutions have 2,304 inputs per output and weights of about 0.012 (PyTorch's
             default start), so each step changes a weight by about a tenth of itself, and as the
             inputs are never negative (they come out of ReLUs) such steps add up; the branch's
-            activations grow, its ReLUs die, and its
-            scores reach tens, where the sigmoid of Eq. 3 is flat at 0 or 1 and its gradient
-            ``a (1 - a)`` vanishes: AdamW then keeps pushing, because it divides that vanishing
+            activations grow, its ReLUs die, and its scores reach tens, where the sigmoid of Eq. 3
+            is flat at 0 or 1 and its gradient ``a (1 - a)`` vanishes: AdamW then keeps pushing, because it divides that vanishing
             gradient by its own size. Measured with the fast recipe and AdamW for everything (one
             seed, a training batch probed in eval mode): in the first 20 steps the summed output
             of att1's second convolution grew from 191 to 2,298, 57% and 68% of its two layers'
@@ -109,8 +108,7 @@ class TrainConfig:
             0.363, and the largest drop of the test AUC when the maps are made constant (+0.0010,
             95% CI +0.0005 to +0.0016). The loss itself pulls the maps towards 0 too, more
             slowly: at ten times the paper's rate (0.1), SGD left 4 units dead and 68.5% of the
-            values below 0.01; at 0.001 the maps barely moved
-            from their start (range 0.106). The test mean AUCs of all six runs lie between 0.883
+            values below 0.01; at 0.001 the maps barely moved from their start (range 0.106). The test mean AUCs of all six runs lie between 0.883
             and 0.905, within about their intervals of each other.
         momentum: SGD momentum (paper: 0.9); unused by AdamW.
         weight_decay: L2 weight decay (paper: 1e-4).
@@ -347,6 +345,11 @@ class TrainConfig:
         """Fields (other than ``ignore``) whose values differ: name -> (self's, other's)."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b.get(k)) for k in a if k not in ignore and a[k] != b.get(k)}
+
+    def uses_channels_last(self, device: Any) -> bool:
+        """Whether the run's model and batches are channels-last on ``device`` (a ``torch.device``):
+        ``channels_last`` when set, else on GPUs only."""
+        return self.channels_last if self.channels_last is not None else device.type == "cuda"
 
     @property
     def model_kwargs(self) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def load_run_model(run_dir: str | Path, which: str = "best", device: str | Any =
     model.load_state_dict(ckpt.strip_module_prefix(state["model"]))
     device = torch.device(device) if isinstance(device, str) else device
     model.to(device).eval()
-    if config.channels_last if config.channels_last is not None else device.type == "cuda":
+    if config.uses_channels_last(device):
         model.to(memory_format=torch.channels_last)  # the run's memory format, as in training
     return model, config, state
 

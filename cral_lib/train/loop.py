@@ -176,7 +176,7 @@ class _Run:
         self.last_path = self.out / "checkpoints" / "last.pt"
         self.best_path = self.out / "checkpoints" / "best.pt"
         self.config_path = self.out / "config.yaml"
-        self.channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+        self.channels_last = config.uses_channels_last(device)
         self.train_tf = TrainTransform(size=config.image_size, scale=config.crop_scale,
                                        channels_last=self.channels_last)
         self.test_tf = TestTransform.for_crop(config.image_size)

@@ -215,7 +215,7 @@ def branch_trace(config: TrainConfig, steps: int = 60, every: int = 5, *, device
     if steps + 1 > len(loader):  # the steps and one more batch to look at
         raise ConfigError(f"steps={steps} needs {steps + 1} batches, more than one epoch ({len(loader)} batches of "
                           f"{config.batch_size}); use steps={len(loader) - 1} or fewer")
-    channels_last = config.channels_last if config.channels_last is not None else dev.type == "cuda"
+    channels_last = config.uses_channels_last(dev)
     transform = TrainTransform(size=config.image_size, scale=config.crop_scale, channels_last=channels_last)
     model = start_model(config, split.labels).to(dev)
     if channels_last:
@@ -245,11 +245,12 @@ def branch_trace(config: TrainConfig, steps: int = 60, every: int = 5, *, device
             if b > steps:
                 break
             record["now"], record["step"] = b % every == 0 or b == steps, b
+            x = transform(x, generator=torch.Generator().manual_seed(batch_seed(config.seed, 0, b, 0)))
             if b == steps:  # the last look, without a step
                 with torch.no_grad(), autocast(dev, amp_dtype):
-                    model(transform(x, generator=torch.Generator().manual_seed(batch_seed(config.seed, 0, b, 0))))
+                    model(x)
                 break
-            step_fn(transform(x, generator=torch.Generator().manual_seed(batch_seed(config.seed, 0, b, 0))), y)
+            step_fn(x, y)
     finally:
         hook.remove()
     return pd.DataFrame(rows).set_index("step")
