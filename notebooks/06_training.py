@@ -312,8 +312,7 @@ if config.attention == "att1":
     adamw_everywhere = config.replace(optimizer="adamw", lr=1e-3, attention_optimizer="same", attention_lr_scale=1.0)
     branch_lr = config.lr * config.attention_lr_scale
     traces = {
-        f"this run (branch: {config.attention_optimizer if config.attention_optimizer != 'same' else config.optimizer}, "
-        f"lr {branch_lr:g})": branch_trace(config, steps=trace_steps, every=10, device=env.device),
+        f"this run (branch: {config.branch_optimizer}, lr {branch_lr:g})": branch_trace(config, steps=trace_steps, every=10, device=env.device),
         "AdamW for every weight (lr 0.001)": branch_trace(adamw_everywhere, steps=trace_steps, every=10, device=env.device),
     }
     columns = ["dead units", "saturated", "mean |score|", "within-map range"]

@@ -346,6 +346,11 @@ class TrainConfig:
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b.get(k)) for k in a if k not in ignore and a[k] != b.get(k)}
 
+    @property
+    def branch_optimizer(self) -> str:
+        """The optimizer the attention branch learns with: ``attention_optimizer``, or for ``same`` ``optimizer``."""
+        return self.optimizer if self.attention_optimizer == "same" else self.attention_optimizer
+
     def uses_channels_last(self, device: Any) -> bool:
         """Whether the run's model and batches are channels-last on ``device`` (a ``torch.device``):
         ``channels_last`` when set, else on GPUs only."""

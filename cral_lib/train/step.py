@@ -95,7 +95,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     fused = all(p.device.type == "cuda" for p in model.parameters()) or None
 
     attention = getattr(model, "attention", None)
-    kind = config.attention_optimizer if config.attention_optimizer != "same" else config.optimizer
+    kind = config.branch_optimizer
     if attention is None or (config.attention_lr_scale == 1 and kind == config.optimizer):
         return _optimizer(config.optimizer, model.parameters(), config, fused)
     own = {id(p) for p in attention.parameters()}
